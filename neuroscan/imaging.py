@@ -1,0 +1,147 @@
+"""Decode uploaded bytes into an image, trusting magic bytes rather than declared types.
+
+Both the handler (to classify) and the dashboard (to preview and show DICOM tags) need the
+same answer to "what is this file?", so the sniffing and DICOM rendering live here.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Pillow decodes each of these; DICOM goes through pydicom.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"BM", "bmp"),
+    (0, b"II*\x00", "tiff"),
+    (0, b"MM\x00*", "tiff"),
+    (128, b"DICM", "dicom"),
+)
+SUPPORTED_FORMATS: tuple[str, ...] = ("jpeg", "png", "bmp", "tiff", "webp", "dicom")
+# Guards Pillow against decompression bombs: far above any MRI slice.
+MAX_PIXELS = 64_000_000
+# DICOM attributes shown to clinicians; patient identity is deliberately absent.
+DICOM_TAGS: tuple[str, ...] = (
+    "Modality",
+    "BodyPartExamined",
+    "SeriesDescription",
+    "SeriesNumber",
+    "InstanceNumber",
+    "SliceLocation",
+    "SliceThickness",
+    "Rows",
+    "Columns",
+)
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a usable image; ``code`` is a stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class DecodedImage:
+    """A decoded upload: the picture, what it was, and (for DICOM) its safe tags."""
+
+    image: Image.Image
+    format: str
+    dicom_tags: dict[str, str] = field(default_factory=dict)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the file's magic bytes, or ``None`` if unsupported."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for offset, magic, name in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def decode_image(data: bytes) -> DecodedImage:
+    """Decode ``data`` fully (so truncation is caught here) or raise :class:`ImageDecodeError`."""
+    if not data:
+        raise ImageDecodeError("empty_input", "The request body is empty: send an image file.")
+    kind = sniff_format(data)
+    if kind is None:
+        raise ImageDecodeError(
+            "unsupported_type",
+            "Unsupported file type: send JPEG, PNG, BMP, TIFF, WebP or DICOM.",
+        )
+    if kind == "dicom":
+        return _decode_dicom(data)
+    return DecodedImage(image=_decode_pillow(data, kind), format=kind)
+
+
+def _decode_pillow(data: bytes, kind: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageDecodeError("image_too_large", "The image has too many pixels.")
+            image.load()
+    except ImageDecodeError:
+        raise
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(
+            "corrupt_image", f"The {kind.upper()} file is corrupt or truncated and cannot be read."
+        ) from exc
+    return image
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
+    import pydicom  # imported lazily: only DICOM uploads pay for it
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        pixels = dataset.pixel_array
+    except Exception as exc:  # pydicom raises many unrelated types for bad files
+        raise ImageDecodeError("corrupt_image", "The DICOM file is corrupt or has no readable pixel data.") from exc
+    image = Image.fromarray(_dicom_to_uint8(dataset, pixels), mode="L")
+    return DecodedImage(image=image, format="dicom", dicom_tags=dicom_tags(dataset))
+
+
+def _dicom_to_uint8(dataset, pixels: np.ndarray) -> np.ndarray:
+    """Apply rescale slope/intercept and the stored window (or min/max) to get 8-bit grey."""
+    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
+        pixels = pixels[pixels.shape[0] // 2]  # multi-frame: the middle slice
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=-1)
+    values = pixels.astype(np.float32) * float(getattr(dataset, "RescaleSlope", 1) or 1)
+    values += float(getattr(dataset, "RescaleIntercept", 0) or 0)
+    low, high = _window(dataset, values)
+    scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0) * 255.0
+    if str(getattr(dataset, "PhotometricInterpretation", "")) == "MONOCHROME1":
+        scaled = 255.0 - scaled
+    return scaled.round().astype(np.uint8)
+
+
+def _window(dataset, values: np.ndarray) -> tuple[float, float]:
+    """The display window stored in the file (first of several), else the full value range."""
+    center, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
+    if center is not None and width is not None and width > 1:
+        return center - width / 2, center + width / 2
+    return float(values.min()), float(values.max())
+
+
+def _first(value) -> float | None:
+    """DICOM window tags hold one number or a list of presets; take the first."""
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, MultiValue):
+        value = value[0] if len(value) else None
+    return None if value is None else float(value)
+
+
+def dicom_tags(dataset) -> dict[str, str]:
+    """The whitelisted, non-identifying tags present in ``dataset``, as strings."""
+    return {tag: str(dataset.get(tag)) for tag in DICOM_TAGS if dataset.get(tag) not in (None, "")}

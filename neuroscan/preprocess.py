@@ -1,0 +1,48 @@
+"""Eval preprocessing: RGB -> resize -> scale -> normalise, shared by training and serving.
+
+Training's validation loader, the TorchServe handler and the benchmark all call
+:func:`preprocess`, so the tensor a served image becomes is byte-for-byte the one it was
+evaluated as. Kept in NumPy/PIL (no torchvision) so the serving side stays light.
+"""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from neuroscan.spec import DEFAULT_SPEC, ModelSpec
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Greyscale, palette, alpha and 16-bit images all become 8-bit RGB."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        span = max(float(array.max() - array.min()), 1.0)
+        array = (array - array.min()) / span * 255.0
+        image = Image.fromarray(array.round().astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def resize(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> Image.Image:
+    """Resize to the model's square input with bilinear filtering (no-op at the right size)."""
+    size = (spec.input_size, spec.input_size)
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+def normalise(array: np.ndarray, spec: ModelSpec = DEFAULT_SPEC) -> torch.Tensor:
+    """HWC uint8 array -> CHW float32 tensor scaled and normalised as the spec says."""
+    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
+    std = np.asarray(spec.std, dtype=np.float32) * 255.0
+    scaled = (array.astype(np.float32) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
+
+
+def preprocess(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> torch.Tensor:
+    """One decoded image -> the model's input tensor (C, H, W)."""
+    return normalise(np.asarray(resize(to_rgb(image), spec)), spec)
+
+
+def preprocess_batch(images: list[Image.Image], spec: ModelSpec = DEFAULT_SPEC) -> torch.Tensor:
+    """A list of images -> one (N, C, H, W) batch."""
+    return torch.stack([preprocess(image, spec) for image in images])

@@ -1,0 +1,1 @@
+"""Training side of NeuroScan: data, leakage-aware split, fine-tuning, baseline, evaluation."""

@@ -1,0 +1,62 @@
+"""Training recipes: which parameters train in each phase, for how long, at what learning rate."""
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of gradual fine-tuning."""
+
+    name: str
+    epochs: int
+    lr: float
+    trainable: str  # "head", "top" or "all"
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    phases: tuple[Phase, ...]
+    batch_size: int = 32
+    label_smoothing: float = 0.05
+    patience: int = 6
+
+
+RECIPES: dict[str, Recipe] = {
+    # 1: frozen backbone, head only, high LR; 2: top blocks, lower LR; 3: everything, very low LR.
+    "lite0": Recipe(
+        "lite0",
+        (
+            Phase("head", 3, 3e-3, "head", 0.0),
+            Phase("top", 6, 1e-3, "top"),
+            Phase("all", 30, 3e-4, "all"),
+        ),
+    ),
+    "baseline": Recipe("baseline", (Phase("all", 30, 2e-3, "all"),), batch_size=64, patience=8),
+}
+
+
+def trainable_parameters(model: nn.Module, trainable: str) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the phase's part; returns the parameters to optimise."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if trainable == "all":
+        modules = [model]
+    elif trainable == "head":
+        modules = [model.get_classifier()]
+    elif trainable == "top":
+        modules = [model.get_classifier(), *_top_modules(model)]
+    else:
+        raise ValueError(f"unknown trainable group {trainable!r}")
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _top_modules(model: nn.Module, blocks: int = 2) -> list[nn.Module]:
+    """The last ``blocks`` stages plus the final conv/BN of a timm EfficientNet."""
+    return [*model.blocks[-blocks:], model.conv_head, model.bn2]
