@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-# Pillow decodes each of these; DICOM goes through pydicom.
+# Pillow decodes each of these; DICOM goes through pydicom. DICOM comes first: its 128-byte
+# preamble is free-form and may itself hold another format's header (e.g. TIFF).
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (128, b"DICM", "dicom"),
     (0, b"\xff\xd8\xff", "jpeg"),
     (0, b"\x89PNG\r\n\x1a\n", "png"),
     (0, b"BM", "bmp"),
     (0, b"II*\x00", "tiff"),
     (0, b"MM\x00*", "tiff"),
-    (128, b"DICM", "dicom"),
 )
 SUPPORTED_FORMATS: tuple[str, ...] = ("jpeg", "png", "bmp", "tiff", "webp", "dicom")
 # Guards Pillow against decompression bombs: far above any MRI slice.
@@ -57,11 +58,11 @@ class DecodedImage:
 
 def sniff_format(data: bytes) -> str | None:
     """The format named by the file's magic bytes, or ``None`` if unsupported."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
     for offset, magic, name in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
     return None
 
 

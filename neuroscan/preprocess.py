@@ -1,15 +1,22 @@
 """Eval preprocessing: RGB -> resize -> scale -> normalise, shared by training and serving.
 
-Training's validation loader, the TorchServe handler and the benchmark all call
+Torch is imported inside the tensor functions only, so the dashboard (which uses
+:func:`to_rgb` and :func:`resize` for previews) runs without it. Training's validation loader, the TorchServe handler and the benchmark all call
 :func:`preprocess`, so the tensor a served image becomes is byte-for-byte the one it was
 evaluated as. Kept in NumPy/PIL (no torchvision) so the serving side stays light.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from neuroscan.spec import DEFAULT_SPEC, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -32,6 +39,8 @@ def resize(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> Image.Image:
 
 def normalise(array: np.ndarray, spec: ModelSpec = DEFAULT_SPEC) -> torch.Tensor:
     """HWC uint8 array -> CHW float32 tensor scaled and normalised as the spec says."""
+    import torch
+
     mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
     std = np.asarray(spec.std, dtype=np.float32) * 255.0
     scaled = (array.astype(np.float32) - mean) / std
@@ -45,4 +54,6 @@ def preprocess(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> torch.Tens
 
 def preprocess_batch(images: list[Image.Image], spec: ModelSpec = DEFAULT_SPEC) -> torch.Tensor:
     """A list of images -> one (N, C, H, W) batch."""
+    import torch
+
     return torch.stack([preprocess(image, spec) for image in images])

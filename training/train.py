@@ -250,8 +250,7 @@ class Trainer:
         checkpoint = {
             "model": self.model.state_dict(), "optimiser": optimiser.state_dict(),
             "scheduler": scheduler.state_dict(), "phase": index, "state": self.state,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-                    "python": list(random.getstate()[1])},
+            "rng": _rng_state(),
         }
         tmp = self.out / "last.pt.tmp"
         torch.save(checkpoint, tmp)
@@ -261,8 +260,9 @@ class Trainer:
         checkpoint = torch.load(self.out / "last.pt", map_location=self.device, weights_only=True)
         self.model.load_state_dict(checkpoint["model"])
         self.state = checkpoint["state"]
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        if self.state["epoch"] >= self.recipe.phases[checkpoint["phase"]].epochs:
+        _set_rng_state(checkpoint["rng"])
+        phase_over = self.state["epoch"] >= self.recipe.phases[checkpoint["phase"]].epochs
+        if phase_over or self.state["stale"] >= self.recipe.patience:
             self.state.update(phase=checkpoint["phase"] + 1, epoch=0, stale=0)
         else:
             self.state["phase"] = checkpoint["phase"]
@@ -272,6 +272,21 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.is_main:
             tqdm.write(message)
+
+
+def _rng_state() -> dict:
+    """Every generator an epoch draws from (augmentation uses Python's), in types ``weights_only`` loads."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    """Restore :func:`_rng_state`, so a resumed run draws the same augmentations as an unbroken one."""
+    torch.set_rng_state(state["torch"].cpu())
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -1,0 +1,46 @@
+"""The app's shared objects, built once at start-up and reached by pages through :func:`services`.
+
+Like FastAPI's shared dependencies: pages stay thin and never build their own clients or stores.
+"""
+
+from dataclasses import dataclass
+
+from dashboard.auth import AccountStore
+from dashboard.client import TorchServeClient
+from dashboard.metrics import DashboardMetrics
+from dashboard.settings import Settings
+from dashboard.store import CaseStore
+
+
+@dataclass(frozen=True)
+class Services:
+    """Settings plus the long-lived objects built from them."""
+
+    settings: Settings
+    accounts: AccountStore
+    cases: CaseStore
+    torchserve: TorchServeClient
+    metrics: DashboardMetrics
+
+
+_current: list[Services] = []
+
+
+def init_services(settings: Settings) -> Services:
+    """Build the shared objects (replacing any from an earlier app in this process, as tests do)."""
+    built = Services(
+        settings=settings,
+        accounts=AccountStore(settings.accounts_file),
+        cases=CaseStore(settings.database),
+        torchserve=TorchServeClient(settings),
+        metrics=DashboardMetrics(),
+    )
+    _current[:] = [built]
+    return built
+
+
+def services() -> Services:
+    """The shared objects of the running app."""
+    if not _current:
+        raise RuntimeError("dashboard services are not initialised; start the app with dashboard.app.main()")
+    return _current[0]

@@ -1,0 +1,64 @@
+"""Dashboard settings: one dataclass read from ``config/dashboard.toml`` and ``NEUROSCAN_*`` variables.
+
+The TOML file holds the defaults a developer runs with; deployments (and the tests) change single
+values through the environment without editing the file, which is why every field has an
+environment override of the same name.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "dashboard.toml"
+ENV_PREFIX = "NEUROSCAN_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the dashboard reads from configuration; see config/dashboard.toml for meanings."""
+
+    host: str
+    port: int
+    inference_url: str
+    management_url: str
+    metrics_url: str
+    key_file: Path
+    model_name: str
+    connect_timeout_s: float
+    inference_timeout_s: float
+    management_timeout_s: float
+    max_parallel_requests: int
+    database: Path
+    accounts_file: Path
+    storage_secret_file: Path
+    admin_user: str
+    session_hours: float
+    low_confidence_threshold: float
+    max_upload_mb: int
+    thumbnail_px: int
+    status_refresh_s: float
+    metrics_refresh_s: float
+    metrics_history_points: int
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the TOML file (``NEUROSCAN_CONFIG`` may name another) and apply environment overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG))
+    raw: dict = tomllib.loads(path.read_text())["dashboard"]
+    values = {}
+    for spec in fields(Settings):
+        text = environ.get(ENV_PREFIX + spec.name.upper())
+        value = raw[spec.name] if text is None else text
+        values[spec.name] = _convert(spec.type, value)
+    return Settings(**values)
+
+
+def _convert(kind: type, value: object) -> object:
+    """Environment values are strings; coerce them (and TOML values) to the field's type."""
+    if kind is Path:
+        path = Path(str(value))
+        return path if path.is_absolute() else REPO_ROOT / path
+    return kind(value)

@@ -1,0 +1,61 @@
+#!/bin/sh
+# Build the two images and run the container tests; what `make docker-build` and
+# `make test-docker` call, so the Makefile stays short and CI runs the same steps.
+#
+#   docker/images.sh wheels   host-built wheelhouses in docker/wheels/{server,dashboard}
+#   docker/images.sh build    wheels + `docker build` of both images
+#   docker/images.sh test     engine (existing, else a private one) + base + wheels + pytest
+#
+# Environment: BASE_IMAGE (default python:3.11-slim-bookworm; `test` uses the debootstrap base
+# when it had to start the private engine), NEUROSCAN_TAG (default dev), DOCKER_CLI, PIP, PY.
+# Why a wheelhouse: RUN steps may have no network (or only apt's), and pip --no-index against
+# files made here gives the same packages in the image as the lock files say, every time.
+set -eu
+
+cd "$(dirname "$0")/.."
+PIP="${PIP:-.venv/bin/pip}"
+PY="${PY:-.venv/bin/python}"
+DOCKER_CLI="${DOCKER_CLI:-docker}"
+TAG="${NEUROSCAN_TAG:-dev}"
+
+wheels() {
+  for kind in server dashboard; do
+    "$PIP" download --quiet --no-deps --only-binary=:all: \
+      -d "docker/wheels/$kind" -r "docker/requirements-$kind.txt"
+  done
+}
+
+build() {
+  base="${BASE_IMAGE:-python:3.11-slim-bookworm}"
+  [ -f model_store/brain_tumor.mar ] || { echo "model_store/brain_tumor.mar missing: make archive" >&2; exit 1; }
+  wheels
+  for kind in server dashboard; do
+    start=$(date +%s)
+    DOCKER_BUILDKIT=1 nice -n 19 "$DOCKER_CLI" build --network host --build-arg "BASE_IMAGE=$base" \
+      -f "docker/Dockerfile.$kind" -t "neuroscan/$( [ "$kind" = server ] && echo model-server || echo dashboard ):$TAG" .
+    echo "built $kind image in $(( $(date +%s) - start )) s (base $base)"
+  done
+}
+
+run_tests() {
+  if "$DOCKER_CLI" info >/dev/null 2>&1; then
+    base="${BASE_IMAGE:-python:3.11-slim-bookworm}"
+  else
+    # No engine: start a private one (root only) and build on a debootstrap base.
+    sh docker/local-engine.sh start
+    sh docker/local-engine.sh base
+    eval "$(sh docker/local-engine.sh env)"
+    DOCKER_CLI=/usr/bin/docker
+    base="${BASE_IMAGE:-neuroscan/debian-base:bookworm}"
+  fi
+  wheels
+  NEUROSCAN_DOCKER_TESTS=1 NEUROSCAN_BASE_IMAGE="$base" NEUROSCAN_TAG="$TAG" DOCKER_CLI="$DOCKER_CLI" \
+    nice -n 10 "$PY" -m pytest -v -s -p no:cacheprovider tests/test_ops_docker.py
+}
+
+case "${1:-}" in
+  wheels) wheels ;;
+  build) build ;;
+  test) run_tests ;;
+  *) echo "usage: $0 wheels|build|test" >&2; exit 2 ;;
+esac

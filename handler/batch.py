@@ -1,0 +1,21 @@
+"""One request of a batch as it moves through the handler (TorchServe wants one class per entry module)."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from neuroscan.imaging import DecodedImage, ImageDecodeError
+
+
+@dataclass
+class Item:
+    """One request of a batch as it moves through the handler."""
+
+    index: int
+    explain: bool = False
+    request_id: str | None = None
+    decoded: DecodedImage | None = None
+    tensor: torch.Tensor | None = None
+    pixel_reason: str | None = None
+    error: ImageDecodeError | None = None
+    result: dict = field(default_factory=dict)

