@@ -25,6 +25,7 @@ from neuroscan.imaging import ImageDecodeError, decode_image
 from neuroscan.mri_check import FeatureDistance, pixel_reason
 from neuroscan.preprocess import preprocess
 from neuroscan.spec import get_spec
+from neuroscan.telemetry import capture_exception, configure_json_logging, init_sentry
 from neuroscan.weights import WeightsError, load_weights
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class BrainTumorHandler(BaseHandler):
     """Classifies brain MRI slices into the four classes with calibrated probabilities."""
 
     def initialize(self, context) -> None:
+        configure_json_logging("handler")
         self.context = context
         self.manifest = context.manifest
         self.model_yaml_config = context.model_yaml_config
@@ -50,6 +52,7 @@ class BrainTumorHandler(BaseHandler):
             logger.critical("refusing to start: %s", exc)
             raise
         self.meta = weight_file.meta
+        init_sentry("handler", self.meta.version)
         self.spec = get_spec(self.meta.spec)
         self.ood = FeatureDistance.from_extras(weight_file.extras)
         self.head_weight = weight_file.state_dict["classifier.weight"].float()
@@ -62,9 +65,13 @@ class BrainTumorHandler(BaseHandler):
 
     def handle(self, data: list[dict], context) -> list[dict]:
         self.context = context
-        items = self.preprocess(data)
-        self.inference(items)
-        return self.postprocess(items)
+        try:
+            items = self.preprocess(data)
+            self.inference(items)
+            return self.postprocess(items)
+        except Exception:
+            capture_exception()  # TorchServe only logs it at WARNING, which Sentry would not send
+            raise
 
     def preprocess(self, data: list[dict]) -> list[Item]:
         start = time.perf_counter()
@@ -130,13 +137,13 @@ class BrainTumorHandler(BaseHandler):
         self.metrics.prediction(item.result["label"])
         if not item.result["is_mri"]:
             self.metrics.rejected("not_mri")
-        logger.info("request %s: %s %.3f is_mri=%s", item.request_id, item.result["label"],
-                    item.result["confidence"], item.result["is_mri"])
+        logger.info("prediction %s %.3f is_mri=%s", item.result["label"], item.result["confidence"],
+                    item.result["is_mri"], extra={"request_id": item.request_id})
         return item.result
 
     def _refuse(self, item: Item) -> dict:
         status = STATUS.get(item.error.code, 400)
         self.context.set_response_status(status, item.error.code, idx=item.index)
         self.metrics.rejected(item.error.code)
-        logger.info("request %s refused: %s", item.request_id, item.error.code)
+        logger.info("refused: %s", item.error.code, extra={"request_id": item.request_id})
         return {"error": item.error.message, "code": item.error.code}
