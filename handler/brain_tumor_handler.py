@@ -55,6 +55,8 @@ class BrainTumorHandler(BaseHandler):
         init_sentry("handler", self.meta.version)
         self.spec = get_spec(self.meta.spec)
         self.ood = FeatureDistance.from_extras(weight_file.extras)
+        if self.ood is not None and self.settings.not_mri_threshold is not None:
+            self.ood.threshold = torch.tensor(self.settings.not_mri_threshold)
         self.head_weight = weight_file.state_dict["classifier.weight"].float()
         self.head_bias = weight_file.state_dict["classifier.bias"].float()
         self.features = create_backend(self.settings.backend, weight_file, model_dir, self.settings.backend_options)

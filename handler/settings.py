@@ -14,6 +14,8 @@ class HandlerSettings:
     # False: a non-MRI upload is answered 200 with is_mri=false and a reason (the dashboard
     # warns); True: it is refused with 422 so services can never use its label by mistake.
     reject_non_mri: bool = False
+    # Operating point of the not-an-MRI feature distance; None keeps the one fitted in training.
+    not_mri_threshold: float | None = None
 
     @classmethod
     def from_yaml(cls, config: dict | None) -> "HandlerSettings":

@@ -22,22 +22,28 @@ class PixelLimits:
 
     max_colourfulness: float = 12.0
     min_contrast: float = 8.0
+    # MRI slices sit on a dark background: the mean of an 8-pixel border frame (at 112 px) is
+    # below 64 for 99% of validation slices and above 100 for most photos, documents and scans.
+    max_border_brightness: float = 80.0
 
 
-def pixel_stats(image: Image.Image) -> tuple[float, float]:
-    """(colourfulness, contrast): mean |channel - grey| and grey-level standard deviation."""
+def pixel_stats(image: Image.Image, frame: int = 8) -> tuple[float, float, float]:
+    """(colourfulness, contrast, border): mean |channel - grey|, grey std, mean grey of the frame."""
     array = np.asarray(image.convert("RGB").resize((112, 112)), dtype=np.float32)
     grey = array.mean(axis=2, keepdims=True)
-    return float(np.abs(array - grey).mean()), float(grey.std())
+    border = np.concatenate([grey[:frame].ravel(), grey[-frame:].ravel(), grey[:, :frame].ravel(), grey[:, -frame:].ravel()])
+    return float(np.abs(array - grey).mean()), float(grey.std()), float(border.mean())
 
 
 def pixel_reason(image: Image.Image, limits: PixelLimits = PixelLimits()) -> str | None:
     """Why the pixels alone rule out an MRI slice, or ``None`` if they do not."""
-    colourfulness, contrast = pixel_stats(image)
+    colourfulness, contrast, border = pixel_stats(image)
     if colourfulness > limits.max_colourfulness:
         return "colour image: MRI slices are greyscale"
     if contrast < limits.min_contrast:
         return "blank or nearly uniform image"
+    if border > limits.max_border_brightness:
+        return "bright background: MRI slices sit on a dark background"
     return None
 
 

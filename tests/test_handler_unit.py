@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import yaml
 from PIL import Image
 from pydicom.data import get_testdata_file
 from ts.context import Context
@@ -21,6 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS_YAML = Path(__import__("ts").__file__).parent / "configs" / "metrics.yaml"
 
 
+def shipped_config() -> dict:
+    """config/model-config.yaml with the eager backend (the ONNX files live only in the archive)."""
+    config = yaml.safe_load((REPO / "config" / "model-config.yaml").read_text())
+    config["handler"].update(backend="eager", backend_options={})
+    return config
+
+
 class RecordingContext(Context):
     """TorchServe's own Context, recording the per-item statuses the handler sets."""
 
@@ -28,7 +36,7 @@ class RecordingContext(Context):
         super().__init__("brain_tumor", str(model_dir), {"model": {}}, 1, None, "0.12.0")
         self.metrics = MetricsCacheYamlImpl(config_file_path=str(METRICS_YAML))
         self.metrics.initialize_cache()
-        self.model_yaml_config = {"handler": {"weights": "brain_tumor.safetensors", "torch_threads": 1}}
+        self.model_yaml_config = shipped_config()
         self.statuses: dict[int, int] = {}
         self.headers = headers or []
 
@@ -128,3 +136,48 @@ def test_archive_carries_core_package_and_handler():
     for required in ("brain_tumor_handler.py", "brain_tumor.safetensors", "neuroscan/preprocess.py",
                      "handler/features.py", "model-config.yaml"):
         assert required in names
+
+
+def non_mri_images() -> dict[str, bytes]:
+    """Photos shipped with scikit-image (colour and greyscale), noise, blank and gradient images."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    images = {}
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+                 "retina", "colorwheel", "cat", "logo"):
+        rgb = getattr(data, name)()[..., :3]
+        images[name] = encode(Image.fromarray(rgb), "PNG")
+        grey = (rgb2gray(rgb) * 255).astype("uint8")
+        images[f"{name}_grey"] = encode(Image.fromarray(grey), "PNG")
+    for name in ("camera", "moon", "coins", "page", "text", "checkerboard", "clock", "horse", "grass",
+                 "gravel", "brick", "microaneurysms", "cell", "binary_blobs"):
+        pixels = getattr(data, name)()
+        images[name] = encode(Image.fromarray((pixels * 255 if pixels.dtype == bool else pixels).astype("uint8")), "PNG")
+    images["noise"] = encode(noise_image(), "PNG")
+    images["blank"] = encode(Image.new("L", (224, 224), 0), "PNG")
+    images["white"] = encode(Image.new("L", (224, 224), 255), "PNG")
+    ramp = Image.linear_gradient("L").resize((224, 224))
+    images["gradient"] = encode(ramp, "PNG")
+    return images
+
+
+def test_not_mri_check_flags_photos_and_passes_real_mris(handler, mri_root):
+    """Guards the measured operating point (94.7% of these non-MRIs flagged, ~1% of validation
+    MRIs flagged at threshold 7.0); the issue's goal of >= 95% with <= 1% is not reached yet."""
+    from training.split import load_split
+
+    photos = non_mri_images()
+    answers, _ = run(handler, [{"body": body} for body in photos.values()])
+    missed = [name for name, a in zip(photos, answers) if a["is_mri"]]
+    flagged_rate = 1 - len(missed) / len(photos)
+    val = load_split().val[::4]
+    mri_answers = []
+    for start in range(0, len(val), 16):
+        chunk = val[start:start + 16]
+        mri_answers += run(handler, [{"body": (mri_root / rel).read_bytes()} for rel in chunk])[0]
+    false_alarms = sum(not a["is_mri"] for a in mri_answers) / len(mri_answers)
+    print(f"non-MRI flagged {flagged_rate:.1%} of {len(photos)} (missed {missed}); "
+          f"val MRIs flagged {false_alarms:.2%} of {len(mri_answers)}")
+    assert flagged_rate >= 0.90, missed
+    assert false_alarms <= 0.02
