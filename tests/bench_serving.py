@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.torchserve_fixture import free_ports, write_config
+
 MAR = REPO / "model_store" / "brain_tumor.mar"
 WEIGHTS = REPO / "model_store" / "brain_tumor.safetensors"
 RESULTS = REPO / "bench-results.json"
@@ -173,16 +174,6 @@ def layouts() -> list[tuple[int, int]]:
 
 
 # ---- TorchServe --------------------------------------------------------------------------------
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def variant_mar(source: Path, target: Path, overrides: dict, files: dict[str, bytes] | None = None) -> dict:
     """Copy the archive with its model-config.yaml changed (and ``files`` replaced); returns the config."""
     config = archive_config(source)
@@ -264,12 +255,7 @@ def start_server(home: Path, mar: Path, log_config: Path | None = None) -> Serve
     store.mkdir(exist_ok=True)
     shutil.copy(mar, store / "brain_tumor.mar")
     ports = free_ports(5)
-    text = (REPO / "config" / "config.properties").read_text()
-    for name, port in zip(("inference", "management", "metrics"), ports):
-        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{port}", text, flags=re.MULTILINE)
-    text += f"\ngrpc_inference_port={ports[3]}\ngrpc_management_port={ports[4]}\n"
-    text += f"vmargs=-Xmx1g -Djava.io.tmpdir={home / 'tmp'}\n"
-    (home / "config.properties").write_text(text)
+    config = write_config(home, ports)
     # No PYTHONPATH to the repository: the workers import handler/ and neuroscan/ from the archive, as in
     # the server image.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -278,7 +264,7 @@ def start_server(home: Path, mar: Path, log_config: Path | None = None) -> Serve
     server.process_start = time.perf_counter()
     # Java inherits the launcher's stdout: a file, not a pipe (a pipe would never reach EOF).
     with open(home / "logs" / "torchserve.out", "ab") as out:
-        subprocess.run([str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(home / "config.properties"),
+        subprocess.run([str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config),
                         "--model-store", str(store), "--models", f"{MODEL}=brain_tumor.mar",
                         *(["--log-config", str(log_config)] if log_config else [])],
                        cwd=home, env=env, check=True, stdout=out, stderr=subprocess.STDOUT, timeout=60)
