@@ -7,4 +7,4 @@ other; the ``.mar`` archive carries this package next to the handler.
 from neuroscan.classes import CLASSES, NUM_CLASSES, TUMOUR_CLASSES
 from neuroscan.spec import DEFAULT_SPEC, ModelSpec
 
-__all__ = ["CLASSES", "NUM_CLASSES", "TUMOUR_CLASSES", "DEFAULT_SPEC", "ModelSpec"]
+__all__ = ["CLASSES", "DEFAULT_SPEC", "NUM_CLASSES", "TUMOUR_CLASSES", "ModelSpec"]

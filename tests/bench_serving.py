@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from handler.wait_ready import ready_workers
 from tests.torchserve_fixture import free_ports, write_config
 
 MAR = REPO / "model_store" / "brain_tumor.mar"
@@ -290,14 +291,6 @@ def cold_start(server: Server, image: bytes, timeout: float = 240.0) -> float:
     raise TimeoutError(f"no successful prediction within {timeout:.0f}s; logs in {server.home / 'logs'}")
 
 
-def ready_workers(server: Server) -> int:
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        response = server.manage("GET", f"/models/{MODEL}")
-        if response.status_code == 200:
-            return sum(w.get("status") == "READY" for v in response.json() for w in v.get("workers", []))
-    return 0
-
-
 def register(server: Server, mar_name: str, workers: int, timeout: float = 240.0) -> float:
     """Replace the served model by ``mar_name`` (in the server's store); seconds until all workers READY."""
     start = time.perf_counter()
@@ -306,7 +299,7 @@ def register(server: Server, mar_name: str, workers: int, timeout: float = 240.0
                                                           "synchronous": "true"})
     if response.status_code != 200:
         raise RuntimeError(f"registering {mar_name} failed: {response.status_code} {response.text}")
-    while ready_workers(server) < workers:
+    while ready_workers(server.management, MODEL, server.key("management")) < workers:
         if time.perf_counter() - start > timeout:
             raise TimeoutError(f"{mar_name}: workers not READY after {timeout:.0f}s")
         time.sleep(0.2)

@@ -137,8 +137,8 @@ def test_scale_workers_up_and_down(torchserve):
     for target in (start + 1, start):
         response = torchserve.management("PUT", f"/models/brain_tumor?min_worker={target}&synchronous=true")
         assert response.status_code == 200, response.text
-        wait_for(lambda: sum(w["status"] == "READY" for w in workers(torchserve)) == target
-                 and len(workers(torchserve)) == target)
+        wait_for(lambda n=target: sum(w["status"] == "READY" for w in workers(torchserve)) == n
+                 and len(workers(torchserve)) == n)
 
 
 def test_killed_worker_is_replaced(torchserve, val_images):

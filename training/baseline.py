@@ -1,5 +1,7 @@
 """From-scratch CNN baseline (Conv/BatchNorm/Pool/Dropout), the original system's kind of model."""
 
+from itertools import pairwise
+
 from torch import nn
 
 from neuroscan.classes import NUM_CLASSES
@@ -23,7 +25,7 @@ class BaselineCNN(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, widths: tuple[int, ...] = (32, 64, 128, 192, 256)):
         super().__init__()
         channels = (3, *widths)
-        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(channels, channels[1:])))
+        self.features = nn.Sequential(*(_block(a, b) for a, b in pairwise(channels)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.3)
         self.classifier = nn.Linear(widths[-1], num_classes)

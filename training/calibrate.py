@@ -1,5 +1,7 @@
 """Temperature fitting and calibration measures (expected calibration error, reliability bins)."""
 
+from itertools import pairwise
+
 import numpy as np
 import torch
 
@@ -27,7 +29,7 @@ def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 
     correct = probabilities.argmax(1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     rows = []
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in pairwise(edges):
         mask = (confidence > low) & (confidence <= high)
         if mask.any():
             rows.append({"low": float(low), "high": float(high), "count": int(mask.sum()),

@@ -16,18 +16,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 from torch.utils.data import DataLoader
 
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
-from neuroscan.mri_check import FeatureDistance
 from neuroscan.model import create_model
+from neuroscan.mri_check import FeatureDistance
 from neuroscan.spec import get_spec
 from neuroscan.weights import ModelMeta, load_weights, save_weights
 from training.baseline import BaselineCNN
-from training.calibrate import cross_validated_ece, expected_calibration_error, fit_temperature, reliability_bins
+from training.calibrate import (
+    cross_validated_ece,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+)
 from training.data import DEFAULT_ROOT, MriDataset
 from training.plots import plot_confusion, plot_reliability
 from training.split import SPLIT_FILE, load_split
@@ -148,7 +158,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(summary(evaluate(parse_args(argv))))
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from neuroscan.classes import CLASSES  # noqa: E402
+from neuroscan.classes import CLASSES
 
 
 def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> None:

@@ -46,8 +46,8 @@ def make_split(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) 
     info = {
         "seed": seed,
         "val_fraction": val_fraction,
-        "near_duplicate_pairs": int(len(pairs)),
-        "groups": int(len(set(groups.tolist()))),
+        "near_duplicate_pairs": len(pairs),
+        "groups": len(set(groups.tolist())),
         "grouped_images": int(np.sum(np.bincount(groups)[groups] > 1)),
         "hashes": {rel[i]: f"{hashes[i]:016x}" for i in range(len(samples))},
     }

@@ -117,6 +117,8 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self._load_data()
         self.state = {"phase": 0, "epoch": 0, "best_loss": float("inf"), "stale": 0, "history": []}
+        # Optimiser/scheduler state read by --resume, applied when that phase's optimiser exists.
+        self._pending_optim: dict | None = None
 
     @property
     def is_main(self) -> bool:
@@ -179,8 +181,6 @@ class Trainer:
                 self._log(f"early stop in phase {phase.name} after {epoch + 1} epochs")
                 break
         self.state.update(phase=index + 1, epoch=0, stale=0)
-
-    _pending_optim: dict | None = None
 
     def _train_epoch(self, model, optimiser, scheduler, label: str) -> tuple[float, float]:
         model.train()
