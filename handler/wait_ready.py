@@ -13,13 +13,18 @@ import httpx
 
 
 def management_key(key_file: Path, timeout: float = 30.0) -> str:
-    """The management token TorchServe wrote at start-up (it may take a moment to appear)."""
+    """The management token TorchServe wrote at start-up.
+
+    The file appears a moment after start-up, and appears empty before it is written: read until it parses.
+    """
     deadline = time.monotonic() + timeout
-    while not key_file.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{key_file} did not appear")
-        time.sleep(0.2)
-    return json.loads(key_file.read_text())["management"]["key"]
+    while True:
+        try:
+            return json.loads(key_file.read_text())["management"]["key"]
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{key_file} holds no management key after {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.2)
 
 
 def ready_workers(management_url: str, model: str, key: str) -> int:

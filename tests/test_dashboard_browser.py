@@ -74,6 +74,7 @@ def _wait_for(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 def test_sign_in_upload_and_see_diagnosis_with_heatmap(browser, dashboard_url: str) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as seen
@@ -84,10 +85,16 @@ def test_sign_in_upload_and_see_diagnosis_with_heatmap(browser, dashboard_url: s
     wait.until(seen.url_contains("/login"))
     username = wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "input[autocomplete=username]")))
     wait.until(lambda _: browser.switch_to.active_element == username)  # focused on arrival
+    # keys typed before NiceGUI's websocket handshake are re-sent on independent 10 ms timers, so the
+    # Enter could overtake the password's last characters on a slow machine: type once connected
+    wait.until(lambda _: browser.execute_script("return window.did_handshake === true"))
     username.send_keys(CLINICIAN[0], Keys.TAB)  # keyboard only: Tab to the password, Enter to sign in
     browser.switch_to.active_element.send_keys(CLINICIAN[1], Keys.ENTER)
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".q-uploader input[type=file]"))) \
-        .send_keys(str(mri_image("glioma")))
+    try:
+        uploader = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".q-uploader input[type=file]")))
+    except TimeoutException:
+        pytest.fail(f"no upload area after signing in; the page says: {browser.find_element(By.TAG_NAME, 'body').text!r}")
+    uploader.send_keys(str(mri_image("glioma")))
     wait.until(seen.visibility_of_element_located((By.XPATH, "//*[contains(text(), 'Calibrated confidence')]")))
     heatmap = wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "img[alt^='Grad-CAM heatmap']")))
     wait.until(lambda _: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap))
