@@ -101,7 +101,7 @@ train: install
 	$(PY) -m training.train --model lite0 --data $(DATA) --out runs/lite0 --resume
 	$(PY) -m training.train --model baseline --data $(DATA) --out runs/baseline --resume
 	$(PY) -m training.evaluate --weights runs/lite0/model.safetensors --name lite0 --data $(DATA) \
-		--calibrate --export $(WEIGHTS) --version $${VERSION:-1.0.0}
+		--calibrate --export $(WEIGHTS) --version $${VERSION:-1.1.0}
 	$(PY) -m training.evaluate --weights runs/baseline/model.safetensors --name baseline --data $(DATA) \
 		--calibrate --export model_store/baseline_cnn.safetensors --version baseline-1.0.0
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from neuroscan.imaging import DecodedImage, ImageDecodeError
 
@@ -15,7 +15,7 @@ class Item:
     explain: bool = False
     request_id: str | None = None
     decoded: DecodedImage | None = None
-    tensor: torch.Tensor | None = None
+    pixels: np.ndarray | None = None  # HWC uint8 model input, normalised per batch
     pixel_reason: str | None = None
     error: ImageDecodeError | None = None
     result: dict = field(default_factory=dict)

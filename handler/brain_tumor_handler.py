@@ -8,6 +8,7 @@ answer per request. A bad item gets its own 4xx; the rest of its batch is answer
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -22,8 +23,8 @@ from handler.settings import HandlerSettings
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
-from neuroscan.mri_check import FeatureDistance, pixel_reason
-from neuroscan.preprocess import preprocess
+from neuroscan.mri_check import NeighbourDistance, pixel_reason
+from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from neuroscan.telemetry import capture_exception, configure_json_logging, init_sentry
 from neuroscan.weights import WeightsError, load_weights
@@ -54,7 +55,7 @@ class BrainTumorHandler(BaseHandler):
         self.meta = weight_file.meta
         init_sentry("handler", self.meta.version)
         self.spec = get_spec(self.meta.spec)
-        self.ood = FeatureDistance.from_extras(weight_file.extras)
+        self.ood = NeighbourDistance.from_extras(weight_file.extras)
         if self.ood is not None and self.settings.not_mri_threshold is not None:
             self.ood.threshold = torch.tensor(self.settings.not_mri_threshold)
         self.head_weight = weight_file.state_dict["classifier.weight"].float()
@@ -90,8 +91,8 @@ class BrainTumorHandler(BaseHandler):
         except ImageDecodeError as exc:
             item.error = exc
             return item
-        item.pixel_reason = pixel_reason(item.decoded.image)
-        item.tensor = preprocess(item.decoded.image, self.spec)
+        item.pixels = pixels(item.decoded.image, self.spec)
+        item.pixel_reason = pixel_reason(item.pixels)
         return item
 
     def _header(self, index: int, name: str) -> str | None:
@@ -99,10 +100,10 @@ class BrainTumorHandler(BaseHandler):
         return value.decode() if isinstance(value, (bytes, bytearray)) else value
 
     def inference(self, items: list[Item]) -> None:
-        valid = [item for item in items if item.tensor is not None]
+        valid = [item for item in items if item.pixels is not None]
         if not valid:
             return
-        feature_map = self.features(torch.stack([item.tensor for item in valid])).float()
+        feature_map = self.features(preprocess_batch([item.pixels for item in valid], self.spec)).float()
         pooled = feature_map.mean(dim=(2, 3))
         logits = pooled @ self.head_weight.T + self.head_bias
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
@@ -129,23 +130,35 @@ class BrainTumorHandler(BaseHandler):
         }
 
     def postprocess(self, items: list[Item]) -> list[dict]:
-        return [self._answer(item) for item in items]
+        answers = [self._answer(item) for item in items]
+        self._record(items)
+        return answers
 
     def _answer(self, item: Item) -> dict:
         if item.error is None and not item.result["is_mri"] and self.settings.reject_non_mri:
             item.error = ImageDecodeError("not_mri", f"This does not look like a brain MRI slice: {item.result['mri_reason']}.")
-        if item.error is not None:
-            return self._refuse(item)
-        self.metrics.prediction(item.result["label"])
-        if not item.result["is_mri"]:
-            self.metrics.rejected("not_mri")
-        logger.info("prediction %s %.3f is_mri=%s", item.result["label"], item.result["confidence"],
-                    item.result["is_mri"], extra={"request_id": item.request_id})
-        return item.result
-
-    def _refuse(self, item: Item) -> dict:
-        status = STATUS.get(item.error.code, 400)
-        self.context.set_response_status(status, item.error.code, idx=item.index)
-        self.metrics.rejected(item.error.code)
-        logger.info("refused: %s", item.error.code, extra={"request_id": item.request_id})
+        if item.error is None:
+            return item.result
+        self.context.set_response_status(STATUS.get(item.error.code, 400), item.error.code, idx=item.index)
         return {"error": item.error.message, "code": item.error.code}
+
+    def _record(self, items: list[Item]) -> None:
+        """Metrics and one log line per batch, not per item: each line costs the worker and the Java
+        frontend (which parses every metric line) CPU that the forward pass needs at full load."""
+        labels = Counter(item.result["label"] for item in items if item.error is None)
+        refusals = Counter(item.error.code if item.error else "not_mri" for item in items
+                           if item.error or not item.result["is_mri"])
+        for label, count in labels.items():
+            self.metrics.prediction(label, count)
+        for code, count in refusals.items():
+            self.metrics.rejected(code, count)
+        logger.info("answered %d: %s", len(items), ", ".join(f"{n} {name}" for name, n in (labels + refusals).items()),
+                    extra={"requests": [_log_entry(item) for item in items]})
+
+
+def _log_entry(item: Item) -> dict:
+    """What the batch's log line says of one request, under its request id."""
+    if item.error is not None:
+        return {"request_id": item.request_id, "refused": item.error.code}
+    return {"request_id": item.request_id, "label": item.result["label"],
+            "confidence": item.result["confidence"], "is_mri": item.result["is_mri"]}

@@ -20,11 +20,11 @@ class HandlerMetrics:
         self._batch = add("HandlerBatchSize", "count", ["ModelName"], MetricTypes.HISTOGRAM)
         self._preprocess = add("PreprocessTimeMs", "ms", ["ModelName"], MetricTypes.HISTOGRAM)
 
-    def prediction(self, label: str) -> None:
-        self._predictions.add_or_update(1, [self.model_name, label])
+    def prediction(self, label: str, count: int = 1) -> None:
+        self._predictions.add_or_update(count, [self.model_name, label])
 
-    def rejected(self, reason: str) -> None:
-        self._rejected.add_or_update(1, [self.model_name, reason])
+    def rejected(self, reason: str, count: int = 1) -> None:
+        self._rejected.add_or_update(count, [self.model_name, reason])
 
     def batch(self, size: int) -> None:
         self._batch.add_or_update(size, [self.model_name])

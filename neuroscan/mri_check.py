@@ -1,19 +1,23 @@
-"""Is this upload a brain MRI slice at all? Two cheap pixel checks, then a feature distance.
+"""Is this upload a brain MRI slice at all? Cheap pixel checks, then a feature-space neighbour distance.
 
 A classifier always answers with one of its four classes, even for a cat photo, so serving
 needs a separate "not an MRI" signal:
 
-1. pixel statistics: MRI slices are grey (channels agree) and not blank;
-2. the distance of the classifier's pooled features from the training distribution: a
-   Mahalanobis distance in a PCA subspace plus the residual off that subspace, fitted on the
-   training split and thresholded at a high training percentile.
+1. pixel statistics: MRI slices are grey (channels agree), not blank, on a dark background;
+2. how far the classifier's pooled features lie from the training slices' features: the cosine
+   distance to the k-th nearest training slice (deep nearest neighbours, Sun et al., ICML 2022),
+   in a 128-dimensional PCA projection so the reference bank stays small, thresholded at a high
+   quantile of the training slices' own (leave-self-out) distances.
+
+Measured against a global Mahalanobis distance and a class-conditional one on the same features,
+the neighbour distance was the only one that flagged a grey colour wheel and a grey retina photo
+at a <= 1% false-alarm rate on validation slices.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -27,17 +31,27 @@ class PixelLimits:
     max_border_brightness: float = 80.0
 
 
-def pixel_stats(image: Image.Image, frame: int = 8) -> tuple[float, float, float]:
-    """(colourfulness, contrast, border): mean |channel - grey|, grey std, mean grey of the frame."""
-    array = np.asarray(image.convert("RGB").resize((112, 112)), dtype=np.float32)
-    grey = array.mean(axis=2, keepdims=True)
+def pixel_stats(pixels: np.ndarray, frame: int = 8) -> tuple[float, float, float]:
+    """(colourfulness, contrast, border): mean |channel - grey|, grey std, mean grey of the frame.
+
+    ``pixels`` are the model's HWC uint8 input pixels (from :func:`neuroscan.preprocess.pixels`);
+    every second pixel is enough for these statistics, so they are taken at 112 px. Most uploads
+    are grey (all channels equal): that case skips the float colour arithmetic, same numbers, 3x faster.
+    """
+    sampled = pixels[::2, ::2]
+    if (sampled[..., 0] == sampled[..., 1]).all() and (sampled[..., 1] == sampled[..., 2]).all():
+        grey, colourfulness = sampled[..., 0].astype(np.float32), 0.0
+    else:
+        array = sampled.astype(np.float32)
+        grey = array.mean(axis=2)
+        colourfulness = float(np.abs(array - grey[..., None]).mean())
     border = np.concatenate([grey[:frame].ravel(), grey[-frame:].ravel(), grey[:, :frame].ravel(), grey[:, -frame:].ravel()])
-    return float(np.abs(array - grey).mean()), float(grey.std()), float(border.mean())
+    return colourfulness, float(grey.std()), float(border.mean())
 
 
-def pixel_reason(image: Image.Image, limits: PixelLimits = PixelLimits()) -> str | None:
-    """Why the pixels alone rule out an MRI slice, or ``None`` if they do not."""
-    colourfulness, contrast, border = pixel_stats(image)
+def pixel_reason(pixels: np.ndarray, limits: PixelLimits = PixelLimits()) -> str | None:
+    """Why the pixels (HWC uint8, as :func:`pixel_stats` takes them) rule out an MRI slice, or ``None``."""
+    colourfulness, contrast, border = pixel_stats(pixels)
     if colourfulness > limits.max_colourfulness:
         return "colour image: MRI slices are greyscale"
     if contrast < limits.min_contrast:
@@ -48,54 +62,52 @@ def pixel_reason(image: Image.Image, limits: PixelLimits = PixelLimits()) -> str
 
 
 @dataclass
-class FeatureDistance:
-    """Distance of pooled features from the training feature distribution."""
+class NeighbourDistance:
+    """Cosine distance of pooled features to their k-th nearest training slice."""
 
-    mean: torch.Tensor  # (D,)
-    components: torch.Tensor  # (K, D) orthonormal rows
-    scales: torch.Tensor  # (K,) std along each component
-    residual_scale: torch.Tensor  # () rms residual off the subspace
-    threshold: torch.Tensor  # () score above which features are out of distribution
+    mean: torch.Tensor  # (D,) mean of the unit-length training features
+    components: torch.Tensor  # (P, D) orthonormal PCA rows
+    bank: torch.Tensor  # (N, P) unit-length projected training features
+    k: torch.Tensor  # () which neighbour counts (k-th nearest; robust to a few near-duplicates)
+    threshold: torch.Tensor  # () distance above which features are out of distribution
 
     @classmethod
-    def fit(cls, features: torch.Tensor, k: int = 64, quantile: float = 0.998) -> "FeatureDistance":
-        """Fit on training features; the threshold is their ``quantile``-th score, times a margin."""
-        features = features.double()
-        mean = features.mean(0)
-        centred = features - mean
-        _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
-        components = vh[:k]
-        scales = singular[:k] / max(len(features) - 1, 1) ** 0.5
-        residual = centred - (centred @ components.T) @ components
-        residual_scale = residual.pow(2).sum(1).mean().sqrt()
-        fitted = cls(mean, components, scales, residual_scale, torch.tensor(0.0, dtype=torch.float64))
-        scores = fitted.score(features)
-        fitted.threshold = torch.quantile(scores, quantile) * 1.5
-        return fitted.to_float()
+    def fit(cls, features: torch.Tensor, k: int = 10, dims: int = 128,
+            quantile: float = 0.998) -> "NeighbourDistance":
+        """Fit on training features; the threshold is the ``quantile`` of their leave-self-out distances."""
+        unit = torch.nn.functional.normalize(features.float(), dim=1)
+        mean = unit.mean(0)
+        _, _, vh = torch.linalg.svd(unit - mean, full_matrices=False)
+        fitted = cls(mean, vh[:dims].contiguous(), torch.empty(0), torch.tensor(k), torch.tensor(0.0))
+        fitted.bank = fitted.project(features)
+        similarity = fitted.bank @ fitted.bank.T
+        similarity.fill_diagonal_(-2.0)  # a slice is not its own neighbour
+        own = 1 - similarity.topk(k, dim=1).values[:, -1]
+        fitted.threshold = torch.quantile(own, quantile)
+        return fitted
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        unit = torch.nn.functional.normalize(features.float(), dim=1)
+        return torch.nn.functional.normalize((unit - self.mean) @ self.components.T, dim=1)
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-row score: mean squared whitened projection + squared relative residual."""
-        centred = features.to(self.mean.dtype) - self.mean
-        projected = centred @ self.components.T
-        mahalanobis = (projected / self.scales).pow(2).mean(1)
-        residual = centred - projected @ self.components
-        return mahalanobis + residual.pow(2).sum(1) / self.residual_scale.pow(2)
+        """Per row: 1 - cosine similarity to the k-th nearest training slice."""
+        similarity = self.project(features) @ self.bank.T
+        return 1 - similarity.topk(int(self.k), dim=1).values[:, -1]
 
     def is_outlier(self, features: torch.Tensor) -> torch.Tensor:
         return self.score(features) > self.threshold
 
-    def to_float(self) -> "FeatureDistance":
-        return FeatureDistance(*(t.float() for t in self.to_extras().values()))
-
     def to_extras(self) -> dict[str, torch.Tensor]:
-        """Tensors to store in the weight file (under ``extra.ood.*``)."""
-        names = ("mean", "components", "scales", "residual_scale", "threshold")
-        return {f"ood.{n}": getattr(self, n) for n in names}
+        """Tensors to store in the weight file (under ``extra.knn.*``)."""
+        return {f"knn.{name}": getattr(self, name) for name in _NEIGHBOUR_FIELDS}
 
     @classmethod
-    def from_extras(cls, extras: dict[str, torch.Tensor]) -> "FeatureDistance | None":
+    def from_extras(cls, extras: dict[str, torch.Tensor]) -> "NeighbourDistance | None":
         """Rebuild from a weight file's extras; ``None`` if the file has none."""
-        names = ("mean", "components", "scales", "residual_scale", "threshold")
-        if not all(f"ood.{n}" in extras for n in names):
+        if not all(f"knn.{name}" in extras for name in _NEIGHBOUR_FIELDS):
             return None
-        return cls(*(extras[f"ood.{n}"].float() for n in names))
+        return cls(*(extras[f"knn.{name}"] for name in _NEIGHBOUR_FIELDS))
+
+
+_NEIGHBOUR_FIELDS = ("mean", "components", "bank", "k", "threshold")

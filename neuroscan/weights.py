@@ -64,6 +64,7 @@ def save_weights(
     tensors.update({EXTRA_PREFIX + k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata=meta.to_header())
+    tmp.chmod(0o644)  # safetensors writes 0600; the server images read it as a non-root user
     tmp.replace(path)
     return path
 

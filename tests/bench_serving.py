@@ -61,6 +61,7 @@ CORES = os.cpu_count() or 1
 SETTINGS: dict[str, dict] = {
     "packaged": {},
     "1 worker x all threads": {"minWorkers": 1, "maxWorkers": 1, "threads": CORES},
+    "3 workers": {"minWorkers": 3, "maxWorkers": 3},
     "no batching": {"batchSize": 1, "maxBatchDelay": 1},
     "fp32 onnx": {"handler": {"backend_options": {"model": "brain_tumor.onnx", "intra_op_threads": 1}}},
 }
@@ -106,7 +107,7 @@ def _reference_worker(kind: str, threads: int, batch_sizes: list[int], seconds: 
     from handler.settings import HandlerSettings
     from neuroscan.imaging import decode_image
     from neuroscan.mri_check import pixel_reason
-    from neuroscan.preprocess import preprocess
+    from neuroscan.preprocess import pixels, preprocess, preprocess_batch
     from neuroscan.weights import load_weights
 
     torch.set_num_threads(threads)
@@ -128,10 +129,10 @@ def _reference_worker(kind: str, threads: int, batch_sizes: list[int], seconds: 
         head_b = weights.state_dict["classifier.bias"].float()
 
         def forward(raw_batch: list[bytes]) -> torch.Tensor:
-            decoded = [decode_image(b).image for b in raw_batch]
-            for image in decoded:
-                pixel_reason(image)
-            pooled = features(torch.stack([preprocess(image) for image in decoded])).float().mean(dim=(2, 3))
+            batch = [pixels(decode_image(b).image) for b in raw_batch]
+            for array in batch:
+                pixel_reason(array)
+            pooled = features(preprocess_batch(batch)).float().mean(dim=(2, 3))
             return (pooled @ head_w.T + head_b).softmax(dim=1)
 
     with torch.inference_mode():

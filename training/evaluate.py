@@ -2,7 +2,7 @@
 
     python -m training.evaluate --weights model_store/brain_tumor.safetensors   # reproduce
     python -m training.evaluate --weights runs/lite0/model.safetensors --calibrate \
-        --export model_store/brain_tumor.safetensors --version 1.0.0          # ship
+        --export model_store/brain_tumor.safetensors --version 1.1.0          # ship
 
 Writes ``training/reports/metrics_<name>.json``, a confusion matrix and a reliability diagram.
 With ``--calibrate`` it fits the softmax temperature on the validation logits and the
@@ -28,7 +28,7 @@ from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
 from neuroscan.model import create_model
-from neuroscan.mri_check import FeatureDistance
+from neuroscan.mri_check import NeighbourDistance
 from neuroscan.spec import get_spec
 from neuroscan.weights import ModelMeta, load_weights, save_weights
 from training.baseline import BaselineCNN
@@ -115,10 +115,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         "cpu_latency_ms_b1": cpu_latency_ms(model, meta.input_size),
         "torch_threads": torch.get_num_threads(),
     }
-    ood = FeatureDistance.from_extras(extras)
+    ood = NeighbourDistance.from_extras(extras)
     if args.calibrate and meta.spec != "baseline":
         train_features = collect(model, MriDataset(split.samples(args.data, "train")))[1]
-        ood = FeatureDistance.fit(train_features)
+        ood = NeighbourDistance.fit(train_features)
     if ood is not None:
         report["val_flagged_not_mri"] = float(ood.is_outlier(features).float().mean())
     _write_outputs(args, report, raw, scaled, labels.numpy())
