@@ -96,7 +96,10 @@ class BrainTumorHandler(BaseHandler):
         return item
 
     def _header(self, index: int, name: str) -> str | None:
-        value = self.context.get_request_header(index, name)
+        """A request header by lower-case name: TorchServe passes names as the client spelled them
+        (``X-Request-ID``), while HTTP says they are case-insensitive."""
+        headers = self.context.get_all_request_header(index) or {}
+        value = next((v for key, v in headers.items() if key.lower() == name), None)
         return value.decode() if isinstance(value, (bytes, bytearray)) else value
 
     def inference(self, items: list[Item]) -> None:

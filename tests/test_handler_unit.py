@@ -43,8 +43,8 @@ class RecordingContext(Context):
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = code
 
-    def get_request_header(self, idx: int, key: str):
-        return self.headers[idx].get(key) if idx < len(self.headers) else None
+    def get_all_request_header(self, idx: int) -> dict:
+        return self.headers[idx] if idx < len(self.headers) else {}
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,19 @@ def test_real_mri_images_get_the_right_labels(torchserve, val_images):
     assert sum(a["is_mri"] for a in results.values()) >= len(results) - 1
 
 
+def test_request_id_reaches_the_handler_log(torchserve, val_images):
+    """The id the dashboard sends as X-Request-ID is logged by the handler next to its answer."""
+    request_id = f"trace-{time.monotonic_ns()}"
+    answer = predict(torchserve, val_images["glioma"][0].read_bytes(), headers={"X-Request-ID": request_id}).json()
+    log = torchserve.home / "logs" / "model_log.log"
+
+    def logged_line() -> str | None:
+        return next((line for line in log.read_text().splitlines() if request_id in line), None)
+
+    line = wait_for(logged_line, timeout=30)
+    assert f'"request_id": "{request_id}", "label": "{answer["label"]}"' in line
+
+
 def test_multipart_upload(torchserve, val_images):
     path = val_images["notumor"][0]
     response = httpx.post(f"{torchserve.inference_url}/predictions/brain_tumor", headers=torchserve.headers(),
