@@ -1,7 +1,8 @@
 """Training and serving turn an image file into the same tensor, bit for bit.
 
 The validation numbers in the model card only describe the served model if the handler's
-path (bytes -> ``decode_image`` -> ``preprocess``) equals training's eval dataset exactly;
+path (bytes -> ``decode_image`` -> ``pixels`` -> ``preprocess_batch``) equals training's eval
+dataset (``preprocess`` per image) exactly;
 any drift (another resize filter, a colour conversion) would break ``torch.equal`` here.
 """
 
@@ -14,24 +15,26 @@ import torch
 from PIL import Image
 
 from neuroscan.imaging import decode_image
-from neuroscan.preprocess import preprocess
+from neuroscan.preprocess import pixels, preprocess_batch
 from training.data import MriDataset, Sample, list_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri/Training"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"dataset not found at {DATA}")
 
 
-def handler_tensor(data: bytes) -> torch.Tensor:
-    """What the TorchServe handler feeds the model for one uploaded file."""
-    return preprocess(decode_image(data).image)
+def handler_batch(files: list[bytes]) -> torch.Tensor:
+    """What the TorchServe handler feeds the model for a batch of uploaded files."""
+    return preprocess_batch([pixels(decode_image(data).image) for data in files])
 
 
 def assert_parity(samples: list[Sample]) -> None:
     dataset = MriDataset(samples)
+    batch = handler_batch([sample.path.read_bytes() for sample in samples])
+    assert batch.shape == (len(samples), 3, 224, 224) and batch.dtype == torch.float32
     for index, sample in enumerate(samples):
         tensor, label = dataset[index]
         assert label == sample.label
-        assert torch.equal(tensor, handler_tensor(sample.path.read_bytes())), sample.path
+        assert torch.equal(tensor, batch[index]), sample.path
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def gradient(dtype: type, high: int) -> np.ndarray:
     ids=["greyscale", "rgba", "16-bit"],
 )
 def test_any_input_becomes_a_normalised_rgb_tensor(image: Image.Image) -> None:
-    tensor = handler_tensor(encode_png(image))
+    tensor = handler_batch([encode_png(image)])[0]
     assert tensor.shape == (3, 224, 224)
     assert tensor.dtype == torch.float32
     assert tensor.min() >= -1.0 and tensor.max() <= 1.0
@@ -98,6 +101,6 @@ def test_sixteen_bit_range_is_stretched_not_clipped() -> None:
     """A 12-bit scan stored in 16 bits must span [-1, 1], not saturate to white or stay black."""
     image = Image.fromarray(gradient(np.uint16, 4095))
     assert image.mode.startswith("I;16")
-    tensor = handler_tensor(encode_png(image))
+    tensor = handler_batch([encode_png(image)])[0]
     assert tensor.min() == -1.0 and tensor.max() == 1.0
     assert 0.3 < float((tensor > 0).float().mean()) < 0.7
