@@ -214,6 +214,11 @@ def mri_check_section(metrics: dict[str, dict]) -> list[str]:
             "(`tests/test_handler_unit.py::test_not_mri_check_flags_photos_and_passes_real_mris`). A global and a "
             "class-conditional Mahalanobis distance on the same features missed 2-3 of those pictures at the "
             "same false-alarm rate."),
+            ("4. limitation: other medical images pass. pydicom's chest CT slice, an abdominal MR slice and a liver "
+            "segmentation mask are all taken for brain MRI slices (their features lie among the training slices'). "
+            "The check guards against everyday pictures uploaded by mistake, not against scans of other body parts "
+            "or modalities; that needs training with such images as negatives (outlier exposure), which this data "
+            "set does not have."),
             "", "The baseline CNN is not served and has no MRI check.", ""]
 
 
