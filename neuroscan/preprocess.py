@@ -1,9 +1,10 @@
 """Eval preprocessing: RGB -> resize -> scale -> normalise, shared by training and serving.
 
 Torch is imported inside the tensor functions only, so the dashboard (which uses
-:func:`to_rgb` and :func:`resize` for previews) runs without it. Training's validation loader, the TorchServe handler and the benchmark all call
-:func:`preprocess`, so the tensor a served image becomes is byte-for-byte the one it was
-evaluated as. Kept in NumPy/PIL (no torchvision) so the serving side stays light.
+:func:`to_rgb` and :func:`resize` for previews) runs without it. Training's validation loader
+calls :func:`preprocess` per image; the TorchServe handler calls :func:`pixels` per image and
+:func:`preprocess_batch` per batch, the same arithmetic, so the tensor a served image becomes is
+byte-for-byte the one it was evaluated as (``tests/test_preprocess.py``). Kept in NumPy/PIL (no torchvision) so the serving side stays light.
 """
 
 from __future__ import annotations
