@@ -114,7 +114,7 @@ evaluate: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/hadolint docker/Dockerfile.server docker/Dockerfile.dashboard
+	$(BIN)/hadolint docker/Dockerfile.*
 
 clean: ts-stop
 	rm -rf build $(MAR) $(RUN_DIR)

@@ -5,6 +5,8 @@
 #   docker/images.sh wheels   host-built wheelhouses in docker/wheels/{server,dashboard}
 #   docker/images.sh build    wheels + `docker build` of both images
 #   docker/images.sh test     engine (existing, else a private one) + base + wheels + pytest
+#   docker/images.sh prometheus        Prometheus from Debian's package (for compose.host.yaml)
+#   docker/images.sh host-compose ARGS docker-compose ARGS on compose.yaml + compose.host.yaml
 #
 # Environment: BASE_IMAGE (default python:3.11-slim-bookworm; `test` uses the debootstrap base
 # when it had to start the private engine), NEUROSCAN_TAG (default dev), DOCKER_CLI, PIP, PY.
@@ -37,6 +39,27 @@ build() {
   done
 }
 
+prometheus() {
+  DOCKER_BUILDKIT=1 nice -n 19 "$DOCKER_CLI" build --network host \
+    --build-arg "BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}" \
+    -f docker/Dockerfile.prometheus -t "neuroscan/prometheus-debian:$TAG" .
+}
+
+# The stack on the host's network. Docker refuses published ports there, and compose v1 cannot
+# drop compose.yaml's `ports` in an override (v2's `!reset` can), so the merged file is
+# rendered, stripped of them, and read back from stdin.
+host_compose() {
+  compose=docker-compose
+  command -v docker-compose >/dev/null 2>&1 || compose="$DOCKER_CLI compose"
+  $compose -f docker/compose.yaml -f docker/compose.host.yaml config \
+    | "$PY" -c 'import sys, yaml
+stack = yaml.safe_load(sys.stdin)
+for service in stack["services"].values():
+    service.pop("ports", None)
+yaml.safe_dump(stack, sys.stdout)' \
+    | $compose --project-directory docker -f - "$@"
+}
+
 run_tests() {
   if "$DOCKER_CLI" info >/dev/null 2>&1; then
     base="${BASE_IMAGE:-python:3.11-slim-bookworm}"
@@ -57,5 +80,7 @@ case "${1:-}" in
   wheels) wheels ;;
   build) build ;;
   test) run_tests ;;
-  *) echo "usage: $0 wheels|build|test" >&2; exit 2 ;;
+  prometheus) prometheus ;;
+  host-compose) shift; host_compose "$@" ;;
+  *) echo "usage: $0 wheels|build|test|prometheus|host-compose ARGS" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real TorchServe (torchserve_fixture), the dashboard's and the ops fixtures."""
+"""Shared fixtures: a real TorchServe (torchserve_fixture), the dashboard's, the ops and the browser fixtures."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 from neuroscan.classes import CLASSES
 
-pytest_plugins = ["torchserve_fixture", "dashboard_fixtures", "ops_fixtures"]
+pytest_plugins = ["torchserve_fixture", "dashboard_fixtures", "ops_fixtures", "browser_fixtures"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Training"
 

@@ -1,4 +1,4 @@
-"""Fixtures for the operations tests: a local Sentry envelope recorder and free ports.
+"""Fixtures for the operations tests: a local Sentry envelope recorder, free ports, PromQL polling.
 
 Loaded by the suite's conftest (``pytest_plugins``). Everything binds 127.0.0.1.
 """
@@ -9,10 +9,12 @@ import gzip
 import json
 import socket
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 
@@ -21,6 +23,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def query_until(url: str, promql: str, timeout: float = 30.0) -> list[dict]:
+    """Poll Prometheus' HTTP API at ``url`` until ``promql`` returns samples; return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        assert body["status"] == "success", body
+        if body["data"]["result"]:
+            return body["data"]["result"]
+        assert time.monotonic() < deadline, f"no samples for {promql!r} after {timeout} s"
+        time.sleep(0.5)
 
 
 def parse_envelope(body: bytes) -> list[tuple[dict, bytes]]:

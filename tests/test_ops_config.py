@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
 DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("Dockerfile*"))
+APP_DOCKERFILES = [DOCKER / "Dockerfile.server", DOCKER / "Dockerfile.dashboard"]  # ours, not Prometheus
 
 
 def tool(name: str) -> str:
@@ -90,15 +91,22 @@ def test_hadolint_catches_an_unpinned_package(tmp_path):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_dockerfiles_follow_the_house_rules(dockerfile):
+def test_dockerfiles_run_as_non_root_with_a_healthcheck(dockerfile):
+    final = ("\n" + dockerfile.read_text()).rsplit("\nFROM ", 1)[1]
+    users = [line.split()[1] for line in final.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "\nHEALTHCHECK " in final
+    assert "SENTRY_DSN" not in dockerfile.read_text()  # secrets come at run time, never baked in
+
+
+@pytest.mark.parametrize("dockerfile", APP_DOCKERFILES, ids=lambda p: p.name)
+def test_app_dockerfiles_follow_the_house_rules(dockerfile):
     text = dockerfile.read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 3  # multi-stage
     final = text.rsplit("\nFROM ", 1)[1]
-    assert "\nUSER ${APP_UID}:${APP_UID}" in final
-    assert "\nHEALTHCHECK " in final
+    assert "\nUSER ${APP_UID}:${APP_UID}" in final  # UID 10001: TorchServe's key file is 0600
     assert "--no-index" in text  # Python packages only from the wheelhouse
-    assert "SENTRY_DSN" not in text  # secrets come at run time, never baked in
 
 
 def test_dockerignore_is_an_allow_list_without_secrets():
@@ -110,8 +118,9 @@ def test_dockerignore_is_an_allow_list_without_secrets():
     assert "**/key_file.json" in lines
 
 
-def test_entrypoint_passes_shellcheck():
-    out = run(tool("shellcheck"), DOCKER / "server-entrypoint.sh")
+@pytest.mark.parametrize("script", sorted(DOCKER.glob("*.sh")), ids=lambda p: p.name)
+def test_shell_scripts_pass_shellcheck(script):
+    out = run(tool("shellcheck"), script)
     assert out.returncode == 0, out.stdout
 
 
@@ -152,6 +161,23 @@ def test_compose_file_is_valid_and_wires_volumes():
     assert server_mounts["/srv/neuroscan/run"][0] == dash_mounts["/srv/neuroscan/torchserve"][0]
     assert services["dashboard"]["depends_on"]["model-server"]["condition"] == "service_healthy"
 
+
+
+def test_host_network_override_binds_loopback_and_keeps_the_wiring():
+    """compose.host.yaml (no bridge, no registry): every service on the host network, on 127.0.0.1."""
+    out = run(*compose_cli(), "-p", "neuroscan", "-f", DOCKER / "compose.yaml",
+              "-f", DOCKER / "compose.host.yaml", "config")
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        hosts = service["extra_hosts"]
+        hosts = dict(h.split(":", 1) for h in hosts) if isinstance(hosts, list) else hosts
+        assert hosts == {"model-server": "127.0.0.1", "dashboard": "127.0.0.1"}, name
+    assert services["model-server"]["environment"]["TS_BIND_ADDRESS"] == "127.0.0.1"
+    assert services["dashboard"]["environment"]["NEUROSCAN_HOST"] == "127.0.0.1"
+    assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
+    assert services["prometheus"]["build"]["dockerfile"].endswith("Dockerfile.prometheus")
 
 def mounts(service: dict) -> dict[str, tuple[str, bool]]:
     """target -> (source, read_only) from compose v1's short or compose v2's long syntax."""

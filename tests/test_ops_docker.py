@@ -1,10 +1,11 @@
-"""Build the container images for real, run them, and get a prediction from the server image.
+"""Build the container images for real, run them, get a prediction, then run the compose stack.
 
 Slow (minutes: apt in the image build, a 1 GB image), so `make test` skips it and
 `make test-docker` runs it: that target starts a private engine if none answers
 (docker/local-engine.sh), makes the Debian base image, the wheelhouse and the .mar, then sets
 NEUROSCAN_DOCKER_TESTS=1. Containers use the host's network (the private engine has no bridge)
-and bind 127.0.0.1 on free ports.
+and bind 127.0.0.1 on free ports; the compose stack (docker/compose.host.yaml) needs its usual
+ports free.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from ops_fixtures import free_port
+from browser_fixtures import sign_in_and_analyse
+from dashboard_fixtures import mri_image
+from ops_fixtures import free_port, query_until
 from PIL import Image
 
 from neuroscan.classes import CLASSES
@@ -28,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKER = os.environ.get("DOCKER_CLI", shutil.which("docker") or "/usr/bin/docker")
 BASE_IMAGE = os.environ.get("NEUROSCAN_BASE_IMAGE", "neuroscan/debian-base:bookworm")
 TAG = os.environ.get("NEUROSCAN_TAG", "test")
+# What the compose stack binds on the host's loopback in host-network mode: TorchServe's REST and
+# gRPC ports, the dashboard, Prometheus.
+STACK_PORTS = (8080, 8081, 8082, 7070, 7071, 8000, 9090)
+STACK_ADMIN = ("admin", "compose-test-password")
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("NEUROSCAN_DOCKER_TESTS") != "1",
@@ -179,3 +188,59 @@ def test_dashboard_image_builds_and_serves_metrics(engine, tmp_path):
         assert missing.returncode != 0
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def host_compose(project: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``docker/images.sh host-compose``: the stack of docker/compose.yaml on the host's network."""
+    env = {**os.environ, "NEUROSCAN_TAG": TAG, "NEUROSCAN_ADMIN_PASSWORD": STACK_ADMIN[1], "PY": sys.executable}
+    out = subprocess.run(["sh", "docker/images.sh", "host-compose", "-p", project, *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout, check=False)
+    assert out.returncode == 0, f"compose {' '.join(args)}: {out.stdout[-3000:]}{out.stderr[-3000:]}"
+    return out
+
+
+def busy_ports(ports: tuple[int, ...]) -> list[int]:
+    busy = []
+    for port in ports:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    return busy
+
+
+def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
+    """compose.yaml's three services together: the dashboard reaches the model server by its
+    service name with the tokens from the shared volume, and Prometheus scrapes both."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if busy := busy_ports(STACK_PORTS):
+        pytest.fail(f"the compose stack needs 127.0.0.1 ports {busy} free (stop `make serve` first)")
+    build("Dockerfile.prometheus", f"neuroscan/prometheus-debian:{TAG}")
+    project = f"nstest{os.getpid()}"
+    host_compose(project, "up", "-d", "--no-build")
+    try:
+        for service in ("model-server", "dashboard", "prometheus"):
+            wait_healthy(host_compose(project, "ps", "-q", service).stdout.strip(), timeout=240)
+
+        # a clinician's journey in Chromium: dashboard -> http://model-server:8080 with the key file
+        sign_in_and_analyse(browser, "http://127.0.0.1:8000", STACK_ADMIN, mri_image("glioma"))
+        # the operator page describes the model through the management API (management key)
+        browser.get("http://127.0.0.1:8000/operator")
+        WebDriverWait(browser, 30).until(lambda page: ": READY" in page.find_element(By.TAG_NAME, "body").text)
+
+        prometheus = "http://127.0.0.1:9090"
+        for job in ("torchserve", "dashboard"):
+            query_until(prometheus, f'up{{job="{job}"}} == 1', timeout=60)
+        query_until(prometheus, 'ts_inference_requests_total{model_name="brain_tumor"} >= 1', timeout=60)
+        query_until(prometheus, 'neuroscan_dashboard_analyses_total{label="glioma"} >= 1', timeout=60)
+        rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        assert any(rule["name"] == "NeuroScanModelServerDown" for group in rules for rule in group["rules"])
+
+        host_compose(project, "down")  # containers go, named volumes stay
+        volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout
+        assert {f"{project}_{name}" for name in ("case-history", "model-store", "torchserve-run",
+                                                   "prometheus-data")} <= set(volumes.split())
+    finally:
+        host_compose(project, "down", "-v", "--remove-orphans")
+

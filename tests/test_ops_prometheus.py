@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from ops_fixtures import free_port
+from ops_fixtures import free_port, query_until
 from PIL import Image
 
 from neuroscan.classes import CLASSES
@@ -88,18 +88,6 @@ def prometheus(torchserve, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-def query_until(url: str, promql: str, timeout: float = 30.0) -> list[dict]:
-    """Poll the HTTP API until ``promql`` returns samples (scrapes run every second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
-        assert body["status"] == "success", body
-        if body["data"]["result"]:
-            return body["data"]["result"]
-        assert time.monotonic() < deadline, f"no samples for {promql!r} after {timeout} s"
-        time.sleep(0.5)
 
 
 def test_torchserve_metrics_reach_prometheus(torchserve, prometheus):
