@@ -36,13 +36,20 @@ install: $(VENV)/.installed
 
 APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 # Debian packages the tests use: Chromium (browser test), Prometheus/promtool (alert rules and a
-# real scrape), shellcheck and docker-compose (container files are linted and validated).
-TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose
+# real scrape), shellcheck and docker-compose (container files are linted and validated), nginx
+# and envsubst (the Kubernetes management proxy's site, run for real).
+TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base
+# Debian starts these on install where systemd runs (ports 9090 and 80): the tests start their
+# own, so a fresh install is stopped and disabled again; one that was there before is left alone.
+TEST_SERVICES := prometheus nginx
 DOCKER_DEBS := docker.io debootstrap
 test-deps: install
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
-		echo "installing $$missing"; apt-get update -q >/dev/null && $(APT) $$missing >/dev/null; fi
+		echo "installing $$missing"; apt-get update -q >/dev/null && $(APT) $$missing >/dev/null; \
+		if [ -d /run/systemd/system ]; then for unit in $(TEST_SERVICES); do \
+			case " $$missing " in *" $$unit "*) systemctl disable --now $$unit >/dev/null 2>&1 || true;; esac; \
+		done; fi; fi
 
 # ---- serving ----------------------------------------------------------------------------------
 # The ONNX feature-map graphs the slim server image runs (fp32, and int8 calibrated on train images).

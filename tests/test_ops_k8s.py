@@ -36,6 +36,11 @@ def by_kind(kind: str, name: str | None = None) -> dict:
     return found[0]
 
 
+def container_named(pod: dict, name: str) -> dict:
+    (container,) = [c for c in pod["containers"] if c["name"] == name]
+    return container
+
+
 def parse_properties(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
@@ -85,7 +90,7 @@ def test_kustomize_build_renders_valid_objects():
 def test_model_server_probes_resources_and_security():
     dep = by_kind("Deployment", "neuroscan-model-server")
     pod = dep["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = container_named(pod, "torchserve")
     assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
     assert container["startupProbe"]["exec"]["command"][-1] == "/usr/local/lib/neuroscan-healthcheck.py"
     requests = container["resources"]["requests"]
@@ -100,6 +105,29 @@ def test_model_server_probes_resources_and_security():
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
     assert env["TS_BASE_CONFIG"]["value"] == f"{mount['mountPath']}/config.properties"
 
+
+
+def test_management_proxy_takes_its_key_from_the_secret_and_fronts_the_loopback_api():
+    pod = by_kind("Deployment", "neuroscan-model-server")["spec"]["template"]["spec"]
+    proxy = container_named(pod, "management-proxy")
+    key_ref = next(e for e in proxy["env"] if e["name"] == "MANAGEMENT_KEY")["valueFrom"]["secretKeyRef"]
+    secret = by_kind("Secret")
+    assert key_ref["name"] == secret["metadata"]["name"] and key_ref["key"] in secret["stringData"]
+    assert "optional" not in key_ref  # no key, no proxy: never an open management API
+    template = by_kind("ConfigMap", "neuroscan-management-proxy")["data"]["management.conf.template"]
+    assert "${MANAGEMENT_KEY}" in template
+    torchserve_env = {e["name"]: e.get("value") for e in container_named(pod, "torchserve")["env"]}
+    assert f"proxy_pass http://{torchserve_env['TS_MANAGEMENT_BIND_ADDRESS']}:8081;" in template
+    assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"management": 8091}
+    assert "listen 8091;" in template
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}
+    assert volumes[mounts["/etc/nginx/templates"]]["configMap"]["name"] == "neuroscan-management-proxy"
+    assert "emptyDir" in volumes[mounts["/etc/nginx/conf.d"]]  # hides the image's default site on 8080
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    policy = by_kind("NetworkPolicy", "neuroscan-model-server")
+    rules = {port["port"]: rule["from"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert rules[8091] == [{"podSelector": {"matchLabels": {"neuroscan.io/operator": "true"}}}]
 
 def test_selectors_services_hpa_and_pdb_point_at_the_pods():
     for app in ("neuroscan-model-server", "neuroscan-dashboard"):
@@ -153,6 +181,11 @@ def test_images_are_pinned_and_secrets_are_placeholders():
     tags = {i["name"]: i["newTag"] for i in kustomization["images"]}
     assert set(tags) == {"neuroscan/model-server", "neuroscan/dashboard"}
     assert all(tag and tag != "latest" for tag in tags.values())
+    pods = [by_kind("Deployment", app)["spec"]["template"]["spec"]
+            for app in ("neuroscan-model-server", "neuroscan-dashboard")]
+    for image in (c["image"] for pod in pods for c in pod["containers"]):
+        name, _, tag = image.partition(":")
+        assert name in tags or (tag and tag != "latest"), f"{image} is not pinned"
     secret = by_kind("Secret")
     assert secret["stringData"]["sentry-dsn"] == ""
     assert all("replace-me" in v for k, v in secret["stringData"].items() if k != "sentry-dsn")

@@ -64,11 +64,16 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def write_config(home: Path, ports: list[int]) -> Path:
-    """config/config.properties with this instance's ports and temp dir."""
-    text = (REPO / "config" / "config.properties").read_text()
+def write_config(home: Path, ports: list[int], base: str | None = None) -> Path:
+    """``base`` (default config/config.properties) with this instance's ports and temp dir.
+
+    Address lines are replaced, not edited, as docker/server-entrypoint.sh does, so a base
+    without them (the Kubernetes ConfigMap's) works too.
+    """
+    text = (REPO / "config" / "config.properties").read_text() if base is None else base
+    text = re.sub(r"^(inference|management|metrics)_address=.*\n?", "", text, flags=re.MULTILINE)
     for name, port in zip(("inference", "management", "metrics"), ports):
-        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{port}", text, flags=re.MULTILINE)
+        text += f"\n{name}_address=http://127.0.0.1:{port}"
     text += f"\ngrpc_inference_port={ports[3]}\ngrpc_management_port={ports[4]}\n"
     text += f"vmargs=-Xmx1g -Djava.io.tmpdir={home / 'tmp'}\n"
     config = home / "config.properties"
@@ -89,19 +94,30 @@ def torchserve(tmp_path_factory) -> TorchServe:
     (home / "tmp").mkdir()
     ports = free_ports(5)
     config = write_config(home, ports)
-    env = torchserve_env(home)
     store = home / "model_store"  # private, so tests can add versions without touching the repo
-    store.mkdir()
-    shutil.copy(MAR, store / MAR.name)
-    command = [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config),
-               "--model-store", str(store), "--models", "brain_tumor=brain_tumor.mar"]
-    # The daemonised Java process inherits stdout/stderr: a pipe would never close, so log to a file.
-    with open(home / "launcher.log", "wb") as log:
-        subprocess.run(command, cwd=home, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    env = start_torchserve(home, config, store, models="brain_tumor=brain_tumor.mar")
     server = TorchServe(*(f"http://127.0.0.1:{p}" for p in ports[:3]), key_file=home / "key_file.json", home=home)
     try:
         wait_ready(server.management_url, server.model_name, server.key_file, timeout=240)
         yield server
     finally:
-        subprocess.run([str(TORCHSERVE), "--stop"], cwd=home, env=env, timeout=120, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop_torchserve(home, env)
+
+
+def start_torchserve(home: Path, config: Path, store: Path, models: str | None = None) -> dict[str, str]:
+    """``torchserve --start`` in ``home`` with the archive copied into ``store``; returns its environment."""
+    env = torchserve_env(home)
+    store.mkdir()
+    shutil.copy(MAR, store / MAR.name)
+    command = [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config), "--model-store", str(store),
+               *(["--models", models] if models else [])]
+    # The daemonised Java process inherits stdout/stderr: a pipe would never close, so log to a file.
+    with open(home / "launcher.log", "wb") as log:
+        subprocess.run(command, cwd=home, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return env
+
+
+def stop_torchserve(home: Path, env: dict[str, str]) -> None:
+    """``torchserve --stop``: Java and its workers go together."""
+    subprocess.run([str(TORCHSERVE), "--stop"], cwd=home, env=env, timeout=120, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
