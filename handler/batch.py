@@ -16,6 +16,6 @@ class Item:
     request_id: str | None = None
     decoded: DecodedImage | None = None
     pixels: np.ndarray | None = None  # HWC uint8 model input, normalised per batch
-    pixel_reason: str | None = None
+    input_reason: str | None = None  # why the header or pixels alone rule out a brain MRI
     error: ImageDecodeError | None = None
     result: dict = field(default_factory=dict)

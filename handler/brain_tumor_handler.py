@@ -23,7 +23,7 @@ from handler.settings import HandlerSettings
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
-from neuroscan.mri_check import NeighbourDistance, pixel_reason
+from neuroscan.mri_check import NeighbourDistance, dicom_reason, pixel_reason
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from neuroscan.telemetry import capture_exception, configure_json_logging, init_sentry
@@ -92,7 +92,7 @@ class BrainTumorHandler(BaseHandler):
             item.error = exc
             return item
         item.pixels = pixels(item.decoded.image, self.spec)
-        item.pixel_reason = pixel_reason(item.pixels)
+        item.input_reason = dicom_reason(item.decoded.dicom_tags) or pixel_reason(item.pixels)
         return item
 
     def _header(self, index: int, name: str) -> str | None:
@@ -119,7 +119,7 @@ class BrainTumorHandler(BaseHandler):
 
     def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool) -> dict:
         top = int(probabilities.argmax())
-        reason = item.pixel_reason or (NOT_MRI_REASON if outlier else None)
+        reason = item.input_reason or (NOT_MRI_REASON if outlier else None)
         return {
             "label": CLASSES[top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},

@@ -5,6 +5,7 @@ same answer to "what is this file?", so the sniffing and DICOM rendering live he
 """
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -102,21 +103,46 @@ def _decode_pillow(data: bytes, kind: str) -> Image.Image:
 def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom  # imported lazily: only DICOM uploads pay for it
 
+    # pydicom logs every decoder plugin's failure at ERROR with a traceback; a file none can decode
+    # is the uploader's problem, answered with a 422 below, not an error for logs and Sentry.
+    logging.getLogger("pydicom.pixels.decoders").setLevel(logging.CRITICAL)
+    dataset = None
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-        pixels = dataset.pixel_array
-    except Exception as exc:  # pydicom raises many unrelated types for bad files
-        raise ImageDecodeError("corrupt_image", "The DICOM file is corrupt or has no readable pixel data.") from exc
-    image = Image.fromarray(_dicom_to_uint8(dataset, pixels), mode="L")
+        image = _dicom_image(dataset, dataset.pixel_array)
+    except Exception as exc:  # pydicom and numpy raise many unrelated types for bad or odd files
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        detail = f" (or its {syntax.name} compression cannot be decoded here)" if syntax and syntax.is_compressed else ""
+        raise ImageDecodeError("corrupt_image", f"The DICOM file is corrupt or has no readable pixel data{detail}.") from exc
     return DecodedImage(image=image, format="dicom", dicom_tags=dicom_tags(dataset))
+
+
+def _dicom_image(dataset, pixels: np.ndarray) -> Image.Image:
+    """The displayed picture: the middle frame of a multi-frame file, colour kept as RGB (so the
+    not-MRI check sees an ultrasound's colour), greyscale windowed to 8 bits."""
+    if _frames(dataset) > 1:
+        pixels = pixels[len(pixels) // 2]
+    if str(getattr(dataset, "PhotometricInterpretation", "")) == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        pixels = apply_color_lut(pixels, dataset)
+    if pixels.ndim == 3:  # pydicom hands colour over as RGB whatever the stored YBR variant
+        top = float(2 ** int(getattr(dataset, "BitsStored", 8) or 8) - 1) if pixels.dtype != np.uint8 else 255.0
+        rgb = np.clip(pixels[..., :3].astype(np.float32) * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(rgb, mode="RGB")
+    return Image.fromarray(_dicom_to_uint8(dataset, pixels), mode="L")
+
+
+def _frames(dataset) -> int:
+    """NumberOfFrames, 1 when absent or unreadable (some files store it with a broken VR)."""
+    try:
+        return int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _dicom_to_uint8(dataset, pixels: np.ndarray) -> np.ndarray:
     """Apply rescale slope/intercept and the stored window (or min/max) to get 8-bit grey."""
-    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
-        pixels = pixels[pixels.shape[0] // 2]  # multi-frame: the middle slice
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(axis=-1)
     values = pixels.astype(np.float32) * float(getattr(dataset, "RescaleSlope", 1) or 1)
     values += float(getattr(dataset, "RescaleIntercept", 0) or 0)
     low, high = _window(dataset, values)

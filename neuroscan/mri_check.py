@@ -1,8 +1,11 @@
-"""Is this upload a brain MRI slice at all? Cheap pixel checks, then a feature-space neighbour distance.
+"""Is this upload a brain MRI slice at all? The DICOM header, cheap pixel checks, then a feature distance.
 
 A classifier always answers with one of its four classes, even for a cat photo, so serving
 needs a separate "not an MRI" signal:
 
+0. a DICOM file says what it is: another modality (CT, X-ray, ultrasound...) or a body part
+   other than the head is not a brain MRI, however brain-like its pixels look (a chest CT
+   slice's features lie among the training slices');
 1. pixel statistics: MRI slices are grey (channels agree), not blank, on a dark background;
 2. how far the classifier's pooled features lie from the training slices' features: the cosine
    distance to the k-th nearest training slice (deep nearest neighbours, Sun et al., ICML 2022),
@@ -18,6 +21,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+# DICOM BodyPartExamined defined terms (PS3.16 Annex L) under which a brain is in the picture.
+BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK"})
+# Modalities that do not rule out a brain MRI: MR itself, and "other" and secondary captures,
+# which carry any picture (a screenshot of an MRI included): the pixel and feature checks judge those.
+UNINFORMATIVE_MODALITIES = frozenset({"MR", "OT", "SC"})
+
+
+def dicom_reason(tags: dict[str, str]) -> str | None:
+    """Why a DICOM header (:func:`neuroscan.imaging.dicom_tags`) rules out a brain MRI, or ``None``."""
+    modality = tags.get("Modality", "").strip().upper()
+    if modality and modality not in UNINFORMATIVE_MODALITIES:
+        return f"DICOM modality {modality}: not an MR image"
+    body_part = tags.get("BodyPartExamined", "").strip().upper()
+    if body_part and body_part not in BRAIN_BODY_PARTS:
+        return f"DICOM body part {body_part}: not a brain scan"
+    return None
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,55 @@ def test_dicom_from_pydicom_test_data(handler):
     assert str(pydicom.dcmread(path).PatientName) not in json.dumps(answers[0])
 
 
+
+def dicom_bytes(name: str) -> bytes:
+    return Path(get_testdata_file(name)).read_bytes()
+
+
+def test_compressed_and_odd_dicoms_in_one_batch_with_a_good_slice(handler, val_images):
+    """PACS exports come JPEG-LS/JPEG 2000 compressed, multi-frame or in colour: each is decoded or
+    refused on its own, and the good slice beside them still gets its answer."""
+    names = ["MR_small.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm",
+             "SC_rgb_rle_2frame.dcm", "examples_ybr_color.dcm", "examples_palette.dcm", "JPGExtended.dcm"]
+    good = val_images["glioma"][0].read_bytes()
+    answers, statuses = run(handler, [{"body": dicom_bytes(name)} for name in names] + [{"body": good}])
+    plain, jpeg_ls, jpeg_2000, rle, two_frame_rgb, ybr_video, palette, twelve_bit = answers[:-1]
+    for compressed in (jpeg_ls, jpeg_2000, rle):  # lossless: the very same answer as the plain file
+        assert compressed["probabilities"] == plain["probabilities"]
+    assert "colour" in two_frame_rgb["mri_reason"]
+    assert ybr_video["mri_reason"] == palette["mri_reason"] == "DICOM modality US: not an MR image"
+    assert statuses == {names.index("JPGExtended.dcm"): 422}  # 12-bit JPEG: no decoder here
+    assert "JPEG Extended" in twelve_bit["error"]
+    assert answers[-1]["label"] == "glioma" and answers[-1]["is_mri"]
+
+
+def other_scans() -> dict[str, bytes]:
+    """pydicom's bundled files whose header names another modality or body part than a brain MR."""
+    scans = {}
+    for path in sorted(Path(pydicom.__file__).parent.joinpath("data", "test_files").rglob("*.dcm")):
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        modality, body_part = header.get("Modality"), header.get("BodyPartExamined")
+        if "PixelData" in pydicom.dcmread(path, force=True) and (
+                modality not in (None, "MR", "OT") or body_part not in (None, "HEAD", "BRAIN")):
+            scans[path.name] = path.read_bytes()
+    return scans
+
+
+def test_dicom_headers_of_other_scans_say_not_a_brain_mri(handler):
+    """pydicom's CT (chest and head), ultrasound, nuclear medicine, segmentation, dose maps and an
+    abdominal MR: their pixels can pass for a brain slice (chest CT, abdominal MR and segmentation
+    did), their headers cannot. Files no decoder here can read are refused (422) instead."""
+    scans = other_scans()
+    answers, statuses = run(handler, [{"body": body} for body in scans.values()])
+    decoded = {name: a for i, (name, a) in enumerate(zip(scans, answers)) if i not in statuses}
+    print(f"{len(decoded)} of {len(scans)} other scans decoded; flagged: "
+          f"{sum(not a['is_mri'] for a in decoded.values())}")
+    assert len(decoded) >= 18 and set(statuses.values()) == {422}
+    for name, answer in decoded.items():
+        assert answer["is_mri"] is False and answer["mri_reason"].startswith("DICOM "), (name, answer["mri_reason"])
+    assert decoded["examples_overlay.dcm"]["mri_reason"] == "DICOM body part ABDOMEN: not a brain scan"
+    assert decoded["CT_small.dcm"]["mri_reason"] == "DICOM modality CT: not an MR image"
+
 def test_non_mri_images_are_flagged(handler):
     photo = Image.open(io.BytesIO(encode(noise_image(), "PNG")))
     blank = Image.new("L", (224, 224), 0)

@@ -10,6 +10,7 @@ import torch
 from neuroscan.mri_check import (
     NeighbourDistance,
     PixelLimits,
+    dicom_reason,
     pixel_reason,
     pixel_stats,
 )
@@ -44,6 +45,15 @@ def test_pixel_reasons():
     bright[bright == 0] = PixelLimits().max_border_brightness + 40
     assert "background" in pixel_reason(bright)
 
+
+
+def test_dicom_reasons():
+    assert dicom_reason({}) is None  # not a DICOM file: pixels and features decide
+    assert dicom_reason({"Modality": "MR", "BodyPartExamined": "HEAD"}) is None
+    assert dicom_reason({"Modality": "MR", "BodyPartExamined": "brain "}) is None
+    assert dicom_reason({"Modality": "OT"}) is None  # a secondary capture may be an MRI screenshot
+    assert dicom_reason({"Modality": "CR", "BodyPartExamined": "CHEST"}) == "DICOM modality CR: not an MR image"
+    assert dicom_reason({"Modality": "MR", "BodyPartExamined": "KNEE"}) == "DICOM body part KNEE: not a brain scan"
 
 def clusters(n: int, generator: torch.Generator, centres: torch.Tensor) -> torch.Tensor:
     """Positive 'pooled features' scattered around a few centres, like the four classes'."""

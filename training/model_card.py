@@ -214,11 +214,18 @@ def mri_check_section(metrics: dict[str, dict]) -> list[str]:
             "(`tests/test_handler_unit.py::test_not_mri_check_flags_photos_and_passes_real_mris`). A global and a "
             "class-conditional Mahalanobis distance on the same features missed 2-3 of those pictures at the "
             "same false-alarm rate."),
-            ("4. limitation: other medical images pass. pydicom's chest CT slice, an abdominal MR slice and a liver "
-            "segmentation mask are all taken for brain MRI slices (their features lie among the training slices'). "
-            "The check guards against everyday pictures uploaded by mistake, not against scans of other body parts "
-            "or modalities; that needs training with such images as negatives (outlier exposure), which this data "
-            "set does not have."),
+            ("4. DICOM header: a file whose Modality is not MR (or a secondary capture, which may hold any "
+            "picture) or whose BodyPartExamined is not HEAD, BRAIN, SKULL or HEADNECK is flagged with that reason, "
+            "however its pixels look. All 18 of pydicom's bundled scans of other modalities or body parts with "
+            "decodable pixels (CT incl. a head CT, ultrasound, nuclear medicine, a segmentation, dose maps, an "
+            "abdominal MR) are flagged "
+            "(`tests/test_handler_unit.py::test_dicom_headers_of_other_scans_say_not_a_brain_mri`)."),
+            ("5. limitation: without a header, other medical images pass. pydicom's chest CT slice, abdominal MR "
+            "slice and liver segmentation mask exported as plain pictures are taken for brain MRI slices (their "
+            "features lie among the training slices'); no chest X-ray picture was available to measure. The "
+            "pixel and feature checks guard against everyday pictures uploaded by mistake, not against pictures "
+            "of other scans; that needs training with such images as negatives (outlier exposure), which this "
+            "data set does not have."),
             "", "The baseline CNN is not served and has no MRI check.", ""]
 
 
