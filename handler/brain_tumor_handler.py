@@ -91,6 +91,11 @@ class BrainTumorHandler(BaseHandler):
         except ImageDecodeError as exc:
             item.error = exc
             return item
+        except Exception:  # a file that trips a decoder in a way nobody foresaw: this item only
+            logger.warning("decoding request %d failed unexpectedly", index, exc_info=True)
+            capture_exception()  # once: a WARNING log is only a breadcrumb to Sentry
+            item.error = ImageDecodeError("corrupt_image", "The file could not be read as an image.")
+            return item
         item.pixels = pixels(item.decoded.image, self.spec)
         item.input_reason = dicom_reason(item.decoded.dicom_tags) or pixel_reason(item.pixels)
         return item

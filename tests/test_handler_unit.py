@@ -99,6 +99,24 @@ def test_dicom_from_pydicom_test_data(handler):
 
 
 
+
+def test_an_unforeseen_decoder_failure_costs_only_its_own_item(handler, val_images, monkeypatch):
+    """Fault injection: a decoder raising something nobody catches by name must not fail the batch."""
+    import handler.brain_tumor_handler as module
+
+    real = module.decode_image
+
+    def buggy_decoder(data: bytes):
+        if data == b"BOOM":
+            raise RuntimeError("a decoder bug")
+        return real(data)
+
+    monkeypatch.setattr(module, "decode_image", buggy_decoder)
+    good = val_images["glioma"][0].read_bytes()
+    answers, statuses = run(handler, [{"body": good}, {"body": b"BOOM"}, {"body": good}])
+    assert statuses == {1: 422} and answers[1]["code"] == "corrupt_image"
+    assert answers[0]["label"] == answers[2]["label"] == "glioma"
+
 def dicom_bytes(name: str) -> bytes:
     return Path(get_testdata_file(name)).read_bytes()
 
