@@ -26,13 +26,13 @@ import torch
 BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK"})
 # Modalities that do not rule out a brain MRI: MR itself, and "other" and secondary captures,
 # which carry any picture (a screenshot of an MRI included): the pixel and feature checks judge those.
-UNINFORMATIVE_MODALITIES = frozenset({"MR", "OT", "SC"})
+MODALITIES_NOT_RULED_OUT = frozenset({"MR", "OT", "SC"})
 
 
 def dicom_reason(tags: dict[str, str]) -> str | None:
     """Why a DICOM header (:func:`neuroscan.imaging.dicom_tags`) rules out a brain MRI, or ``None``."""
     modality = tags.get("Modality", "").strip().upper()
-    if modality and modality not in UNINFORMATIVE_MODALITIES:
+    if modality and modality not in MODALITIES_NOT_RULED_OUT:
         return f"DICOM modality {modality}: not an MR image"
     body_part = tags.get("BodyPartExamined", "").strip().upper()
     if body_part and body_part not in BRAIN_BODY_PARTS:

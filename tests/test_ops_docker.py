@@ -26,6 +26,7 @@ from browser_fixtures import sign_in_and_analyse
 from dashboard_fixtures import mri_image
 from ops_fixtures import free_port, query_until
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from neuroscan.classes import CLASSES
 
@@ -144,6 +145,12 @@ def test_server_image_builds_runs_and_predicts(engine):
         assert set(body["probabilities"]) == set(CLASSES)
         assert abs(sum(body["probabilities"].values()) - 1) < 1e-3
         assert body["model_version"]
+
+        # a JPEG-LS compressed DICOM, as PACS exports them: GDCM must be in the image
+        dicom = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm")).read_bytes()
+        answer = httpx.post(f"http://127.0.0.1:{ports['inference']}/predictions/brain_tumor",
+                            content=dicom, headers=auth, timeout=60)
+        assert answer.status_code == 200 and answer.json()["format"] == "dicom", answer.text
 
         # no token, no prediction: token auth is on in the image's default config
         refused = httpx.post(f"http://127.0.0.1:{ports['inference']}/predictions/brain_tumor",
