@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx
 
 
 def configmap_data(name: str, key: str) -> str:
+    """Entry ``key`` of the ConfigMap called ``name`` in docker/k8s: the text the cluster really gets."""
     for path in K8S.glob("*configmap.yaml"):
         doc = yaml.safe_load(path.read_text())
         if doc["metadata"]["name"] == name:
