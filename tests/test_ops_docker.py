@@ -207,6 +207,7 @@ def host_compose(project: str, *args: str, timeout: float = 300) -> subprocess.C
 
 
 def busy_ports(ports: tuple[int, ...]) -> list[int]:
+    """The ports of ``ports`` something already listens on at 127.0.0.1."""
     busy = []
     for port in ports:
         with socket.socket() as sock:
@@ -216,8 +217,9 @@ def busy_ports(ports: tuple[int, ...]) -> list[int]:
 
 
 def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
-    """compose.yaml's three services together: the dashboard reaches the model server by its
-    service name with the tokens from the shared volume, and Prometheus scrapes both."""
+    """compose.yaml's three services together (the app images the two tests above built): the
+    dashboard reaches the model server by its service name with the tokens from the shared
+    volume, and Prometheus scrapes both."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
