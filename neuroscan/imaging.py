@@ -38,6 +38,11 @@ DICOM_TAGS: tuple[str, ...] = (
     "Columns",
 )
 
+# pydicom logs every decoder plugin's failure at ERROR with a traceback; a file none can decode is
+# the uploader's problem, answered with a 422 by _decode_dicom, not an error for logs and Sentry.
+# Set once here (naming a logger imports nothing): setLevel clears every logger's level cache.
+logging.getLogger("pydicom.pixels.decoders").setLevel(logging.CRITICAL)
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not a usable image; ``code`` is a stable machine-readable reason."""
@@ -103,9 +108,6 @@ def _decode_pillow(data: bytes, kind: str) -> Image.Image:
 def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom  # imported lazily: only DICOM uploads pay for it
 
-    # pydicom logs every decoder plugin's failure at ERROR with a traceback; a file none can decode
-    # is the uploader's problem, answered with a 422 below, not an error for logs and Sentry.
-    logging.getLogger("pydicom.pixels.decoders").setLevel(logging.CRITICAL)
     dataset = None
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
