@@ -1,4 +1,5 @@
-"""Fixtures for the operations tests: a local Sentry envelope recorder, free ports, PromQL polling.
+"""Fixtures for the operations tests: a local Sentry envelope recorder, free ports, PromQL polling,
+the Kubernetes manifests.
 
 Loaded by the suite's conftest (``pytest_plugins``). Everything binds 127.0.0.1.
 """
@@ -13,9 +14,13 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+
+K8S = Path(__file__).resolve().parents[1] / "docker" / "k8s"
 
 
 def free_port() -> int:
@@ -35,6 +40,19 @@ def query_until(url: str, promql: str, timeout: float = 30.0) -> list[dict]:
             return body["data"]["result"]
         assert time.monotonic() < deadline, f"no samples for {promql!r} after {timeout} s"
         time.sleep(0.5)
+
+
+def docs(path: Path) -> list[dict]:
+    """The non-empty YAML documents of ``path``."""
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def by_kind(kind: str, name: str | None = None) -> dict:
+    """The one object of ``kind`` (named ``name``) in docker/k8s: what the cluster really gets."""
+    found = [d for p in (K8S.glob("*.yaml")) for d in docs(p)
+             if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
 
 
 def parse_envelope(body: bytes) -> list[tuple[dict, bytes]]:

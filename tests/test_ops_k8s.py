@@ -13,27 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ops_fixtures import K8S, by_kind, docs
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "docker" / "k8s"
 K8S_VERSION = "1.37.0"
-
-
-def docs(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
 def manifests() -> list[Path]:
     return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
-
-
-def by_kind(kind: str, name: str | None = None) -> dict:
-    found = [d for p in (K8S.glob("*.yaml")) for d in docs(p)
-             if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
 
 
 def container_named(pod: dict, name: str) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+from ops_fixtures import by_kind
 from torchserve_fixture import (
     free_ports,
     start_torchserve,
@@ -26,20 +26,9 @@ from torchserve_fixture import (
     write_config,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "docker" / "k8s"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 KEY = "0123456789abcdef" * 4
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx not installed (make test-deps)")
-
-
-def configmap_data(name: str, key: str) -> str:
-    """Entry ``key`` of the ConfigMap called ``name`` in docker/k8s: the text the cluster really gets."""
-    for path in K8S.glob("*configmap.yaml"):
-        doc = yaml.safe_load(path.read_text())
-        if doc["metadata"]["name"] == name:
-            return doc["data"][key]
-    raise KeyError(name)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +37,7 @@ def cluster_torchserve(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("cluster-torchserve")
     (home / "tmp").mkdir()
     ports = free_ports(5)
-    base = configmap_data("neuroscan-model-server-config", "config.properties")
+    base = by_kind("ConfigMap", "neuroscan-model-server-config")["data"]["config.properties"]
     base = "\n".join(line for line in base.splitlines() if not line.startswith("load_models="))
     env = start_torchserve(home, write_config(home, ports, base), home / "model_store")
     url = f"http://127.0.0.1:{ports[1]}"
@@ -74,7 +63,7 @@ def _answers(url: str) -> bool:
 def start_proxy(root: Path, upstream: str, key: str) -> tuple[subprocess.Popen, str]:
     """nginx in the foreground with the ConfigMap's site rendered for ``key``; returns it and its URL."""
     (port,) = free_ports(1)
-    template = configmap_data("neuroscan-management-proxy", "management.conf.template")
+    template = by_kind("ConfigMap", "neuroscan-management-proxy")["data"]["management.conf.template"]
     site = subprocess.run(["envsubst", "${MANAGEMENT_KEY}"], input=template, capture_output=True, text=True,
                           env={"MANAGEMENT_KEY": key}, check=True).stdout
     site = site.replace("listen 8091;", f"listen 127.0.0.1:{port};")
