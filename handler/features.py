@@ -106,7 +106,8 @@ def onnx_backend(weights: WeightFile, model_dir: Path, model: str = "brain_tumor
     """ONNX Runtime on the CPU with a fixed thread count per worker.
 
     ``model`` names a file in the archive: ``brain_tumor.onnx`` (fp32) or ``brain_tumor.int8.onnx``
-    (static QDQ int8), both written by handler/export_onnx.py at ``make archive``. A graph exported
+    (static QDQ int8), the first exported at ``make archive``, the second committed next to the
+    weights (``make int8`` quantises it), both by handler/export_onnx.py. A graph exported
     from other weights than the archive's safetensors file is refused (the head, the not-MRI statistics
     and the temperature come from that file). ``allow_spinning: false`` stops idle intra-op threads
     burning CPU when several multi-threaded workers share the cores.

@@ -6,6 +6,7 @@ same answer to "what is this file?", so the sniffing and DICOM rendering live he
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -92,17 +93,34 @@ def _decode_pillow(data: bytes, kind: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageDecodeError("image_too_large", "The image has too many pixels.")
+            _check_pixel_count(image.width * image.height)
             image.load()
     except ImageDecodeError:
         raise
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise _too_large(_bomb_pixels(exc)) from exc
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(
             "corrupt_image", f"The {kind.upper()} file is corrupt or truncated and cannot be read."
         ) from exc
     return image
+
+
+def _check_pixel_count(count: int) -> None:
+    """Refuse a picture with more pixels than :data:`MAX_PIXELS` before decoding it."""
+    if count > MAX_PIXELS:
+        raise _too_large(count)
+
+
+def _too_large(count: int | None) -> ImageDecodeError:
+    size = f"{count:,} pixels" if count else "more pixels than Pillow will decode"
+    return ImageDecodeError("image_too_large", f"The image has {size}; at most {MAX_PIXELS:,} are accepted.")
+
+
+def _bomb_pixels(exc: Exception) -> int | None:
+    """The pixel count Pillow names in its decompression-bomb message (it checks before we can)."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(match.group(1)) if match else None
 
 
 def _decode_dicom(data: bytes) -> DecodedImage:
@@ -111,7 +129,10 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     dataset = None
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
+        _check_pixel_count(int(dataset.get("Rows") or 0) * int(dataset.get("Columns") or 0))
         image = _dicom_image(dataset, dataset.pixel_array)
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # pydicom and numpy raise many unrelated types for bad or odd files
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         detail = f" (or its {syntax.name} compression cannot be decoded here)" if syntax and syntax.is_compressed else ""

@@ -20,16 +20,33 @@ if TYPE_CHECKING:
     import torch
 
 
+# Single-channel modes whose values are not 0..255 grey: 16/32-bit integers and 32-bit floats
+# (a 0..1 float TIFF would otherwise convert to an all-black picture).
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Greyscale, palette, alpha and 16-bit images all become 8-bit RGB."""
+    """Greyscale, palette, alpha, 16-bit and float images all become 8-bit RGB."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float32)
-        span = max(float(array.max() - array.min()), 1.0)
-        array = (array - array.min()) / span * 255.0
-        image = Image.fromarray(array.round().astype(np.uint8), mode="L")
+    if image.mode in WIDE_MODES:
+        floor = 1e-12 if image.mode == "F" else 1.0
+        image = Image.fromarray(_stretch_to_uint8(np.asarray(image, dtype=np.float32), floor), mode="L")
     return image.convert("RGB")
+
+
+def _stretch_to_uint8(array: np.ndarray, floor: float) -> np.ndarray:
+    """Min-max scale to 0..255 (as a DICOM without a stored window is), ignoring NaN and infinities.
+
+    ``floor`` bounds the span from below so a flat slice stays flat: 1 for integer images, tiny
+    for floats, whose whole range may lie inside 0..1.
+    """
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros(array.shape, dtype=np.uint8)
+    low, high = float(array[finite].min()), float(array[finite].max())
+    scaled = (np.where(finite, array, low) - low) / max(high - low, floor) * 255.0
+    return np.clip(scaled, 0, 255).round().astype(np.uint8)
 
 
 def resize(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> Image.Image:

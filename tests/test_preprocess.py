@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from neuroscan.imaging import decode_image
-from neuroscan.preprocess import pixels, preprocess_batch
+from neuroscan.preprocess import pixels, preprocess_batch, to_rgb
 from training.data import MriDataset, Sample, list_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri/Training"
@@ -104,3 +104,13 @@ def test_sixteen_bit_range_is_stretched_not_clipped() -> None:
     tensor = handler_batch([encode_png(image)])[0]
     assert tensor.min() == -1.0 and tensor.max() == 1.0
     assert 0.3 < float((tensor > 0).float().mean()) < 0.7
+
+
+def test_float_image_is_stretched_and_non_finite_pixels_ignored() -> None:
+    """A 0..1 float slice spans [-1, 1] like any other (Pillow alone turns it black); NaN and
+    infinities neither poison the range nor crash the conversion."""
+    floats = gradient(np.float32, 1)
+    floats[0, :4] = [np.nan, np.inf, -np.inf, np.nan]
+    grey = np.asarray(to_rgb(Image.fromarray(floats, mode="F")))[..., 0]
+    assert grey.min() == 0 and grey.max() == 255
+    assert grey[0, 0] == 0 and grey[0, 1] == 0  # non-finite pixels take the darkest value

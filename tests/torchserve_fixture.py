@@ -81,9 +81,9 @@ def write_config(home: Path, ports: list[int], base: str | None = None) -> Path:
     return config
 
 
-def torchserve_env(home: Path) -> dict[str, str]:
+def torchserve_env(home: Path, repo: Path = REPO) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(home / "tmp"), "LOG_LOCATION": str(home / "logs"),
-            "METRICS_LOCATION": str(home / "logs"), "PYTHONPATH": str(REPO)}
+            "METRICS_LOCATION": str(home / "logs"), "PYTHONPATH": str(repo)}
 
 
 @pytest.fixture(scope="session")
@@ -104,11 +104,13 @@ def torchserve(tmp_path_factory) -> TorchServe:
         stop_torchserve(home, env)
 
 
-def start_torchserve(home: Path, config: Path, store: Path, models: str | None = None) -> dict[str, str]:
-    """``torchserve --start`` in ``home`` with the archive copied into ``store``; returns its environment."""
-    env = torchserve_env(home)
+def start_torchserve(home: Path, config: Path, store: Path, models: str | None = None, mar: Path = MAR,
+                     repo: Path = REPO) -> dict[str, str]:
+    """``torchserve --start`` in ``home`` with the archive ``mar`` (built in ``repo``) copied into
+    ``store``; returns its environment."""
+    env = torchserve_env(home, repo)
     store.mkdir()
-    shutil.copy(MAR, store / MAR.name)
+    shutil.copy(mar, store / mar.name)
     command = [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config), "--model-store", str(store),
                *(["--models", models] if models else [])]
     # The daemonised Java process inherits stdout/stderr: a pipe would never close, so log to a file.
