@@ -20,13 +20,19 @@ HANDLER_SRC := $(wildcard handler/*.py neuroscan/*.py) config/model-config.yaml 
 	docker-build test-docker
 
 help:
-	@echo "make serve     install, build the archive, start TorchServe + dashboard (Ctrl-C stops both)"
+	@echo "make serve     install, build the archive, start TorchServe, Orthanc, the PACS worker and the dashboard (Ctrl-C stops all)"
 	@echo "make test      install everything the tests need and run the whole suite"
 	@echo "make train | eda | evaluate | bench | int8 | archive | lint | ts-start | ts-stop"
 
 # ---- installation -----------------------------------------------------------------------------
+# Debian packages the product runs: Java 17 for TorchServe, Orthanc and its DICOMweb plugin for the
+# embedded PACS. Debian starts orthanc.service on install where systemd runs (ports 8042 and 4242,
+# which `make serve` uses): a fresh install is stopped and disabled again.
+RUN_DEBS := openjdk-17-jre-headless orthanc orthanc-dicomweb
 $(VENV)/.installed: requirements.txt
-	@command -v java >/dev/null || { echo "installing Java 17 (TorchServe needs it)"; $(APT) openjdk-17-jre-headless; }
+	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -q >/dev/null && $(APT) $$missing >/dev/null; \
+		case " $$missing " in *" orthanc "*) [ ! -d /run/systemd/system ] || systemctl disable --now orthanc >/dev/null 2>&1 || true;; esac; fi
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
@@ -37,8 +43,9 @@ install: $(VENV)/.installed
 APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 # Debian packages the tests use: Chromium (browser test), Prometheus/promtool (alert rules and a
 # real scrape), shellcheck and docker-compose (container files are linted and validated), nginx
-# and envsubst (the Kubernetes management proxy's site, run for real).
-TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base
+# and envsubst (the Kubernetes management proxy's site, run for real), dcmtk's storescu (studies are
+# sent to Orthanc by C-STORE) and dicom3tools' dciodvfy (the SR and PDF written back are validated).
+TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base dcmtk dicom3tools
 # Debian starts these on install where systemd runs (ports 9090 and 80): the tests start their
 # own, so a fresh install is stopped and disabled again; one that was there before is left alone.
 TEST_SERVICES := prometheus nginx
@@ -88,9 +95,17 @@ ts-start: $(MAR)
 ts-stop:
 	-cd $(TS_HOME) 2>/dev/null && $(TS_ENV) $(CURDIR)/$(BIN)/torchserve --stop
 
+# Orthanc and the PACS worker run in the background of the dashboard's shell; Ctrl-C (or any exit)
+# stops all four.
+ORTHANC_HOME := $(RUN_DIR)/orthanc
 serve: ts-start
-	@echo "TorchServe ready (management key in $(TS_HOME)/key_file.json); dashboard on http://127.0.0.1:8000"
-	@trap '$(MAKE) --no-print-directory ts-stop' EXIT; $(PY) -m dashboard
+	@echo "TorchServe ready (management key in $(TS_HOME)/key_file.json)"
+	@trap '$(MAKE) --no-print-directory ts-stop; kill $$pacs $$worker 2>/dev/null; wait' EXIT; \
+	$(PY) -m pacs.orthanc --home $(ORTHANC_HOME) & pacs=$$!; \
+	$(PY) -m pacs & worker=$$!; \
+	echo "PACS: DICOM 127.0.0.1:4242 (AE NEUROSCAN), HTTP/DICOMweb http://127.0.0.1:8042 ($(ORTHANC_HOME)/credentials.json)"; \
+	echo "dashboard on http://127.0.0.1:8000"; \
+	$(PY) -m dashboard
 
 # ---- benchmark: TorchServe under load vs the seed design and the raw-forward ceiling ------------
 bench: need-data $(MAR)

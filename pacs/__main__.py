@@ -1,6 +1,7 @@
 """``python -m pacs``: run the PACS worker until SIGINT/SIGTERM (settings: config/pacs.toml)."""
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -18,6 +19,12 @@ log = logging.getLogger("pacs")
 async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetrics | None = None) -> None:
     """Follow the PACS until ``stop`` is set; the PACS account file must exist (Orthanc writes it)."""
     metrics = metrics or WorkerMetrics()
+    while not settings.credentials_file.is_file():  # Orthanc's launcher writes it on first start
+        log.info("waiting for the PACS account file %s", settings.credentials_file)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.retry_interval_s)
+        if stop.is_set():
+            return
     results = StudyResults(settings.results_db)
     server = TorchServeCalls(settings.inference_url, settings.management_url, settings.key_file,
                              settings.model_name, settings.request_timeout_s)

@@ -10,8 +10,10 @@ retried, so no study is skipped while a server is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from neuroscan.pacs_client import PacsClient, PacsError
@@ -45,6 +47,22 @@ class StudyOutcome:
     verdict: str | None = None
     analysed_series: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StepTimer:
+    """Seconds spent per pipeline step, summed over a study's series (the bench prints them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
 
 
 class StudyAnalyser:
@@ -64,9 +82,9 @@ class StudyAnalyser:
         version = await self.server.served_version()
         chosen, notes = self.selector.select(await self.pacs.study_series(study_id))
         done_before = self.results.study(study_uid, version)
-        analysed, fresh = [], []
+        analysed, fresh, timer = [], [], StepTimer()
         for ref in chosen:
-            series, series_notes, is_new = await self._series(study_uid, ref, version)
+            series, series_notes, is_new = await self._series(study_uid, ref, version, timer)
             notes += series_notes
             if series is not None:
                 analysed.append(series)
@@ -77,22 +95,27 @@ class StudyAnalyser:
         verdict = aggregate_study([s.verdict for s in analysed])
         if not fresh and done_before is not None and done_before.status == "done":
             return StudyOutcome("unchanged", done_before.verdict, notes=notes)
-        report_uids = await self.writer.write(study_id, verdict, analysed, notes, version)
+        with timer.step("write_back"):
+            report_uids = await self.writer.write(study_id, verdict, analysed, notes, version)
         self.results.save_study(study_uid, version, study_id, "done", verdict, notes, report_uids)
         self.metrics.study(verdict)
-        log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh))
-        return StudyOutcome("done", verdict, fresh, notes)
+        log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
+                 extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed)})
+        return StudyOutcome("done", verdict, fresh, notes, timer.seconds)
 
-    async def _series(self, study_uid: str, ref: SeriesRef, version: str) -> tuple[AnalysedSeries | None, list[str], bool]:
+    async def _series(self, study_uid: str, ref: SeriesRef, version: str,
+                      timer: StepTimer) -> tuple[AnalysedSeries | None, list[str], bool]:
         """One series: analysed now, or (already done by this version) its stored answers reused."""
-        slices, notes = await self.loader.load(ref)
+        with timer.step("fetch"):
+            slices, notes = await self.loader.load(ref)
         if not slices:
             return None, notes + [f"{ref.name}: no image to analyse"], False
         stored = self.results.series_result(ref.series_uid, version)
         if stored is not None and stored.status == "done":
             return AnalysedSeries(_verdict(stored.summary), [s.header for s in slices], _answers(stored.slices)), notes, False
         self.results.start_series(study_uid, ref.series_uid, version)
-        answers, heatmaps, _ = await self.classifier.classify(slices)
+        with timer.step("inference"):
+            answers, heatmaps, _ = await self.classifier.classify(slices)
         verdict = aggregate_series(ref.series_uid, answers, self.settings.rule)
         failed = [f"{ref.name}: slice {i + 1} refused ({a.error})" for i, a in enumerate(answers) if a.error]
         rows = [{"orthanc_id": s.orthanc_id, **_answer_row(a)} for s, a in zip(slices, answers)]
