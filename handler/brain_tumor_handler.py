@@ -97,7 +97,7 @@ class BrainTumorHandler(BaseHandler):
             item.error = ImageDecodeError("corrupt_image", "The file could not be read as an image.")
             return item
         item.pixels = pixels(item.decoded.image, self.spec)
-        item.input_reason = dicom_reason(item.decoded.dicom_tags) or pixel_reason(item.pixels)
+        item.input_reason = dicom_reason(item.decoded.header) or pixel_reason(item.pixels)
         return item
 
     def _header(self, index: int, name: str) -> str | None:

@@ -54,4 +54,4 @@ def packaged_volumes() -> Iterator[Volume]:
     yield Volume("nilearn", "mni152-2009a-sym", "t1", axial_slices(load_nifti(package_file("nilearn", MNI152_FILE))))
     for name in PYDICOM_FILES:
         decoded = decode_image(package_file("pydicom", f"data/test_files/{name}").read_bytes())
-        yield Volume("pydicom", name, "t2", [np.asarray(decoded.image.convert("L"))], decoded.dicom_tags)
+        yield Volume("pydicom", name, "t2", [np.asarray(decoded.image.convert("L"))], decoded.header)
