@@ -14,7 +14,7 @@ from pathlib import Path
 
 from neuroscan.classes import CLASSES
 from neuroscan.imaging import SUPPORTED_FORMATS
-from neuroscan.mri_check import PixelLimits
+from neuroscan.mri_check import BRAIN_BODY_PARTS, PixelLimits
 from training.augment import MriAugment
 from training.external_card import external_section, load_external, splice
 from training.recipes import RECIPES, Recipe
@@ -216,8 +216,11 @@ def mri_check_section(metrics: dict[str, dict]) -> list[str]:
             "class-conditional Mahalanobis distance on the same features missed 2-3 of those pictures at the "
             "same false-alarm rate."),
             ("4. DICOM header: a file whose Modality is not MR (or a secondary capture, which may hold any "
-            "picture) or whose BodyPartExamined is not HEAD, BRAIN, SKULL or HEADNECK is flagged with that reason, "
-            "however its pixels look. All 18 of pydicom's bundled scans of other modalities or body parts with "
+            f"picture), whose BodyPartExamined is not a head term ({', '.join(sorted(BRAIN_BODY_PARTS))}), or whose "
+            "series description, protocol name or study description names another body part as a whole word "
+            "(the most specific description that names a part decides: `SAG T1 C-SPINE` flags, `T2 AX BRAIN` "
+            "does not, `WHIPLASH` is no hip) is flagged with that reason, however its pixels look; the reason "
+            "quotes only the matched word, and the study description and protocol name are read for this check only, never returned or shown. All 18 of pydicom's bundled scans of other modalities or body parts with "
             "decodable pixels (CT incl. a head CT, ultrasound, nuclear medicine, a segmentation, dose maps, an "
             "abdominal MR) are flagged "
             "(`tests/test_handler_unit.py::test_dicom_headers_of_other_scans_say_not_a_brain_mri`)."),
