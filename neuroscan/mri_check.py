@@ -30,6 +30,8 @@ BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK", "SELLA", "PI
 # Modalities that do not rule out a brain MRI: MR itself, and "other" and secondary captures,
 # which carry any picture (a screenshot of an MRI included): the pixel and feature checks judge those.
 MODALITIES_NOT_RULED_OUT = frozenset({"MR", "OT", "SC"})
+# The reason given when only the feature distance (NeighbourDistance) rules a slice out.
+FEATURE_REASON = "image features are far from brain MRI slices"
 # Free-text tags that often name the body part when BodyPartExamined is empty, most specific
 # first: a series of a combined "BRAIN AND C-SPINE" study is judged by its own description.
 DESCRIPTION_TAGS = ("SeriesDescription", "ProtocolName", "StudyDescription")

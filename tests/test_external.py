@@ -65,7 +65,7 @@ def test_brain_slice_needs_enough_head_pixels():
 
 
 def result(k: int, reading: str, label: str, confidence: float, is_mri: bool = True) -> SliceResult:
-    return SliceResult(k, reading, label, confidence, is_mri)
+    return SliceResult(k, reading, label, confidence, None if is_mri else "features far from training slices")
 
 
 def test_metric_arithmetic_on_a_hand_made_table():
@@ -129,6 +129,7 @@ def test_one_real_volume_gives_the_expected_slice_counts(external_root, tmp_path
     assert row["slices"] == 26 and row["brain_slices"] == 26
     assert (row["tumour_slices"], row["tumour_free_slices"], row["unsure_slices"]) == (5, 19, 2)
     assert [s["k"] for s in row["per_slice"]] == list(range(26))
+    assert row["flagged_not_mri"] == sum(s["mri_reason"] is not None for s in row["per_slice"])
     assert [s["reading"] for s in row["per_slice"][14:21]] == ["unsure"] + ["yes"] * 5 + ["unsure"]
     assert report["model_version"] == "1.1.0"
 

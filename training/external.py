@@ -26,7 +26,12 @@ from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
 from neuroscan.model import load_trained_model
-from neuroscan.mri_check import NeighbourDistance, dicom_reason, pixel_reason
+from neuroscan.mri_check import (
+    FEATURE_REASON,
+    NeighbourDistance,
+    dicom_reason,
+    pixel_reason,
+)
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from training.external_metrics import (
@@ -58,15 +63,15 @@ class Classifier:
         self.ood = NeighbourDistance.from_extras(weight_file.extras)
 
     @torch.no_grad()
-    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, bool]]:
-        """(label, confidence, is_mri) per 8-bit slice, the not-MRI verdict as the handler forms it."""
+    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, str | None]]:
+        """(label, confidence, not-MRI reason or None) per 8-bit slice, the reason as the handler forms it."""
         batch = [pixels(Image.fromarray(s), self.spec) for s in slices]
         logits, features = logits_and_features(self.model, preprocess_batch(batch, self.spec))
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
         outliers = self.ood.is_outlier(features) if self.ood is not None else torch.zeros(len(batch), dtype=torch.bool)
         header = dicom_reason(dicom_tags)
         return [(CLASSES[int(p.argmax())], float(p.max()),
-                 header is None and pixel_reason(px) is None and not bool(outlier))
+                 header or pixel_reason(px) or (FEATURE_REASON if outlier else None))
                 for p, px, outlier in zip(probabilities, batch, outliers)]
 
 
@@ -74,8 +79,8 @@ def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -
     """Per-slice answers on the brain slices of one volume, and their summary."""
     brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
     answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
-    results = [SliceResult(k, reference[k], label, round(confidence, 4), is_mri)
-               for k, (label, confidence, is_mri) in zip(brain, answers)]
+    results = [SliceResult(k, reference[k], label, round(confidence, 4), reason)
+               for k, (label, confidence, reason) in zip(brain, answers)]
     return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
             "slices": len(volume.slices), **summarise(results),
             "per_slice": [result.__dict__ for result in results]}

@@ -28,7 +28,11 @@ class SliceResult:
     reading: str  # yes / no / unsure
     label: str
     confidence: float
-    is_mri: bool
+    mri_reason: str | None  # why the not-MRI check flagged the slice, None when it did not
+
+    @property
+    def is_mri(self) -> bool:
+        return self.mri_reason is None
 
 
 def read_reference(path: Path = REFERENCE_FILE) -> dict[tuple[str, str], list[dict]]:
