@@ -145,16 +145,23 @@ def test_a_missing_external_folder_is_one_line_naming_the_setting(tmp_path):
     assert "EXTERNAL" in str(exit_info.value) and "\n" not in str(exit_info.value)
 
 
-def card_report(sensitivity_hits: int) -> dict:
-    row = {"packaged": False, "collection": "c", "volume": "v", "sequence": "t1", "slices": 10,
-           **summarise([result(k, "yes", "glioma" if k < sensitivity_hits else NO_TUMOUR, 0.95) for k in range(10)])}
+def card_report(hits: int) -> dict:
+    """One volume: ten tumour slices (``hits`` of them called glioma) and two tumour-free ones called pituitary."""
+    results = [result(k, "yes", "glioma" if k < hits else NO_TUMOUR, 0.95) for k in range(10)]
+    results += [result(k, "no", "pituitary", 0.9) for k in (10, 11)]
+    row = {"packaged": False, "collection": "c", "volume": "v", "sequence": "t1", "slices": 12,
+           **summarise(results), "per_slice": [vars(r) for r in results]}
     return {"model_version": "9.9.9", "volumes": [row]}
 
 
 def test_card_section_states_the_verdict_from_the_numbers_and_splices_in_place():
     failing = "\n".join(external_section(card_report(3), 0.99))
     assert "does not hold up" in failing and "3/10 (30%)" in failing and "7 slices showing the tumour" in failing
-    assert "does not hold up" not in "\n".join(external_section(card_report(10), 0.99))
+    assert "2/2 (100%) of the slices without one a tumour (as `pituitary` 2)" in failing
+    assert "does not hold up" in "\n".join(external_section(card_report(10), 0.99))  # the false alarms alone
+    report = card_report(10)
+    report["volumes"][0]["tumour_free_called_tumour"] = 0
+    assert "does not hold up" not in "\n".join(external_section(report, 0.99))
 
     card = "# Card\n\n## Results\n\nr\n\n## Data\n\nd\n"
     inserted = splice(card, ["## External validation (x)", "", "new", ""], before="## Data")

@@ -7,8 +7,10 @@ of the card needs the GPU training logs, which only the training machine has.
 """
 
 import json
+from collections import Counter
 from pathlib import Path
 
+from neuroscan.classes import NO_TUMOUR
 from training.external import markdown_table
 from training.external_metrics import CONFIDENT
 from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERCENTILES
@@ -45,11 +47,14 @@ def verdict(report: dict, val_accuracy: float) -> list[str]:
             "**The shipped model does not hold up on these scans: do not use it on MRI from other hospitals "
             "or sequences.**")
     volumes = sorted({row["volume"] for row in patients})
+    invented = Counter(s["label"] for row in patients for s in row["per_slice"]
+                       if s["reading"] == "no" and s["label"] != NO_TUMOUR)
+    invented_text = ", ".join(f"`{label}` {count}" for label, count in invented.most_common()) or "none"
     return [lead, "",
             (f"On {len(patients)} sequences of {len(volumes)} patients with a brain tumour ({', '.join(volumes)}), "
              f"it called {_share(totals['tumour_called_tumour'], totals['tumour_slices'])} of the slices that "
              f"show the tumour a tumour, and {_share(totals['tumour_free_called_tumour'], totals['tumour_free_slices'])} "
-             f"of the slices without one a tumour. {totals['confident_notumor_on_tumour']} slices showing the tumour "
+             f"of the slices without one a tumour (as {invented_text}). {totals['confident_notumor_on_tumour']} slices showing the tumour "
              f"were answered `notumor` with a confidence of {CONFIDENT:g} or more: on these scans a high confidence "
              f"does not mean a right answer. The not-MRI check flagged {_share(totals['flagged_not_mri'], totals['brain_slices'])} "
              f"of these brain slices, so it does not warn that a scan lies outside what the model knows. "
