@@ -6,6 +6,10 @@
   is downloaded at run time: nilearn's MNI152 2009 T1 template (a skull-stripped average brain) and
   pydicom's ``MR_small.dcm`` (a 64x64 crop of a T2 head slice), the latter through the same DICOM
   decoder and header check the service uses.
+
+Left out on purpose: pydicom's ``emri_small*.dcm`` (they are in the pydicom-data set, which
+``get_testdata_file`` would download) and nibabel's ``anatomical.nii`` (a 33x41x25 crop at 2 mm:
+an upsampled blur, not a slice anyone exports).
 """
 
 from collections.abc import Iterator
