@@ -21,7 +21,7 @@ to the slices of one series in anatomical order (:func:`slice_order`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from neuroscan.classes import NO_TUMOUR, TUMOUR_CLASSES
 
@@ -49,6 +49,11 @@ class SliceAnswer:
     in_domain: bool = True
     error: str | None = None
 
+    @classmethod
+    def from_dict(cls, row: dict) -> SliceAnswer:
+        """Back from :func:`dataclasses.asdict` (as the results store keeps it); other keys are ignored."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+
     @property
     def counts(self) -> bool:
         return self.error is None and self.label is not None and self.is_mri and self.in_domain
@@ -74,6 +79,10 @@ class SeriesVerdict:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> SeriesVerdict:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 def slice_order(positions: Sequence[Sequence[float] | None], orientation: Sequence[float] | None,

@@ -149,14 +149,17 @@ class ReportWriter:
         sr = build_sr(study_verdict, series, model_version)
         pdf = encapsulate_pdf(build_pdf(study_header, study_verdict, series, notes, model_version), study_header,
                               model_version)
-        await self._remove_earlier(study_id, {str(sr.SeriesDescription), str(pdf.SeriesDescription)})
         await self.pacs.store([_part10(sr), _part10(pdf)])
+        await self._remove_earlier(study_id, {str(sr.SeriesDescription), str(pdf.SeriesDescription)},
+                                   keep={str(sr.SeriesInstanceUID), str(pdf.SeriesInstanceUID)})
         return [str(sr.SOPInstanceUID), str(pdf.SOPInstanceUID)]
 
-    async def _remove_earlier(self, study_id: str, descriptions: set[str]) -> None:
+    async def _remove_earlier(self, study_id: str, descriptions: set[str], keep: set[str]) -> None:
+        """Delete this model version's earlier reports, after the new ones are in (a viewer never
+        finds the study without a result)."""
         for series in await self.pacs.study_series(study_id):
             ref = SeriesRef.from_orthanc(series)
-            if ref.manufacturer == MANUFACTURER and ref.description in descriptions:
+            if ref.manufacturer == MANUFACTURER and ref.description in descriptions and ref.series_uid not in keep:
                 await self.pacs.delete_series(ref.orthanc_id)
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 from neuroscan.pacs_client import PacsClient, PacsError
 from neuroscan.study import (
@@ -39,15 +39,12 @@ from pacs.sr import AnalysedSeries
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyOutcome:
-    """What one pass over a study did (for the log and the tests)."""
+    """What one pass over a study did (for the log)."""
 
     status: str
     verdict: str | None = None
-    analysed_series: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class StepTimer:
@@ -91,17 +88,17 @@ class StudyAnalyser:
                 fresh += [ref.series_uid] if is_new else []
         if not analysed:
             self.results.save_study(study_uid, version, study_id, "not_analysed", None, notes)
-            return StudyOutcome("not_analysed", notes=notes)
+            return StudyOutcome("not_analysed")
         verdict = aggregate_study([s.verdict for s in analysed])
         if not fresh and done_before is not None and done_before.status == "done":
-            return StudyOutcome("unchanged", done_before.verdict, notes=notes)
+            return StudyOutcome("unchanged", done_before.verdict)
         with timer.step("write_back"):
             report_uids = await self.writer.write(study_id, verdict, analysed, notes, version)
         self.results.save_study(study_uid, version, study_id, "done", verdict, notes, report_uids)
         self.metrics.study(verdict)
         log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
                  extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed)})
-        return StudyOutcome("done", verdict, fresh, notes, timer.seconds)
+        return StudyOutcome("done", verdict)
 
     async def _series(self, study_uid: str, ref: SeriesRef, version: str,
                       timer: StepTimer) -> tuple[AnalysedSeries | None, list[str], bool]:
@@ -110,35 +107,27 @@ class StudyAnalyser:
             slices, notes = await self.loader.load(ref)
         if not slices:
             return None, notes + [f"{ref.name}: no image to analyse"], False
+        headers = [s.header for s in slices]
         stored = self.results.series_result(ref.series_uid, version)
-        if stored is not None and stored.status == "done":
-            return AnalysedSeries(_verdict(stored.summary), [s.header for s in slices], _answers(stored.slices)), notes, False
+        if stored is not None and stored.status == "done" and _same_slices(stored.slices, headers):
+            answers = [SliceAnswer.from_dict(row) for row in stored.slices]
+            return AnalysedSeries(SeriesVerdict.from_dict(stored.summary), headers, answers), notes, False
         self.results.start_series(study_uid, ref.series_uid, version)
         with timer.step("inference"):
             answers, heatmaps, _ = await self.classifier.classify(slices)
         verdict = aggregate_series(ref.series_uid, answers, self.settings.rule)
         failed = [f"{ref.name}: slice {i + 1} refused ({a.error})" for i, a in enumerate(answers) if a.error]
-        rows = [{"orthanc_id": s.orthanc_id, **_answer_row(a)} for s, a in zip(slices, answers)]
+        rows = [{"orthanc_id": s.orthanc_id, **asdict(a)} for s, a in zip(slices, answers)]
         self.results.finish_series(ref.series_uid, version, "done", verdict.verdict,
                                    verdict.to_dict() | {"description": ref.description, "number": ref.number},
                                    rows, heatmaps)
         self.metrics.series(verdict.verdict, answers)
-        return AnalysedSeries(verdict, [s.header for s in slices], answers), notes + failed, True
+        return AnalysedSeries(verdict, headers, answers), notes + failed, True
 
 
-def _answer_row(answer: SliceAnswer) -> dict:
-    """A slice's answer as the results store keeps it (what the dashboard's study page reads)."""
-    return {"instance_uid": answer.instance_uid, "label": answer.label, "probabilities": answer.probabilities,
-            "is_mri": answer.is_mri, "in_domain": answer.in_domain, "error": answer.error}
-
-
-def _answers(rows: list[dict]) -> list[SliceAnswer]:
-    return [SliceAnswer(r["instance_uid"], r["label"], r["probabilities"], r["is_mri"], r["in_domain"], r["error"])
-            for r in rows]
-
-
-def _verdict(summary: dict) -> SeriesVerdict:
-    return SeriesVerdict(**{k: summary[k] for k in SeriesVerdict.__dataclass_fields__})
+def _same_slices(rows: list[dict], headers: list) -> bool:
+    """Whether stored answers are for exactly these slices (an instance that arrived later means no)."""
+    return [row["instance_uid"] for row in rows] == [str(h.SOPInstanceUID) for h in headers]
 
 
 class ChangeFollower:

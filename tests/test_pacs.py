@@ -58,6 +58,9 @@ def dicomweb_instances(orthanc, study_uid: str, modality: str) -> list[pydicom.D
         series_uid = series["0020000E"]["Value"][0]
         response = orthanc.get(f"/dicom-web/studies/{study_uid}/series/{series_uid}",
                                headers={"Accept": 'multipart/related; type="application/dicom"'})
+        if response.status_code == 404:  # replaced by the worker between the search and the fetch
+            continue
+        response.raise_for_status()
         datasets += [pydicom.dcmread(io.BytesIO(part)) for part in _parts(response)]
     return datasets
 
@@ -204,8 +207,9 @@ def _walk(dataset: pydicom.Dataset):
 
 
 def _sr_references(orthanc, study_uid: str) -> set[str]:
-    (sr,) = dicomweb_instances(orthanc, study_uid, "SR")
-    return {str(item.ReferencedSOPInstanceUID) for item in _walk(sr) if "ReferencedSOPInstanceUID" in item}
+    """The instances the study's SR(s) reference (empty while the worker is replacing it)."""
+    return {str(item.ReferencedSOPInstanceUID) for sr in dicomweb_instances(orthanc, study_uid, "SR")
+            for item in _walk(sr) if "ReferencedSOPInstanceUID" in item}
 
 
 
@@ -220,7 +224,7 @@ def test_worker_rides_out_an_orthanc_restart(torchserve, tmp_path, val_images):
         stop_orthanc(process)
         time.sleep(2.0)  # the worker's polls fail meanwhile
         pacs, process = start_orthanc(tmp_path / "orthanc", *ports)
-        study = study_attributes(accession="ACC-ORTHANC-RESTART")
+        study = study_attributes(accession="ACC-PACS-RESTART")
         pacs.store(write(mr_series(study, val_images["glioma"][:3], 1, "AX T1 POST"), tmp_path / "s"))
         result = wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
         assert result.status == "done" and worker.process.poll() is None
@@ -228,3 +232,20 @@ def test_worker_rides_out_an_orthanc_restart(torchserve, tmp_path, val_images):
     finally:
         worker.stop()
         stop_orthanc(process)
+
+
+def test_an_instance_arriving_later_gets_its_series_analysed_again(orthanc, torchserve, tmp_path, val_images):
+    study = study_attributes(accession="ACC-LATE")
+    series = mr_series(study, val_images["glioma"][:4], 1, "AX T1 POST")
+    worker = start_worker(tmp_path / "w", orthanc, torchserve)
+    try:
+        orthanc.store(write(series[:3], tmp_path / "early"))
+        wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
+        orthanc.store(write(series[3:], tmp_path / "late"))
+        results = StudyResults(worker.results_db)
+        wait_until(lambda: len(results.study(study.StudyInstanceUID).series[0].slices) == 4, timeout=120)
+        wait_until(lambda: len(_sr_references(orthanc, study.StudyInstanceUID)
+                               & {str(d.SOPInstanceUID) for d in series}) == 4, timeout=60)
+    finally:
+        worker.stop()
+    assert results.study(study.StudyInstanceUID).series[0].attempts == 2
