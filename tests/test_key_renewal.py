@@ -1,0 +1,137 @@
+"""TorchServe's keys expire: the dashboard's client renews them, follows a key file rewritten under it,
+and picks up a restarted TorchServe, all without restarting the dashboard.
+
+A TorchServe of its own with ``token_expiration_min=1`` (the shipped value is a day), so "past expiry"
+is a minute away; the tests sleep through real expiry instead of faking a stale key. Each test
+compares the never-expiring API key before and after: unchanged means the same TorchServe process
+(the keys were renewed), changed means it restarted.
+"""
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from dashboard_fixtures import (
+    CLINICIAN,
+    count,
+    eventually,
+    mri_image,
+    point_at,
+    sign_in,
+    upload,
+)
+from nicegui.testing import User
+from torchserve_fixture import TorchServe, restart_torchserve, running_torchserve
+
+from dashboard.client import TorchServeClient
+from dashboard.settings import load_settings
+
+pytestmark = pytest.mark.asyncio
+REPO = Path(__file__).resolve().parents[1]
+INFERENCE_WAIT = 300  # retries of 0.1 s
+
+
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory) -> TorchServe:
+    """TorchServe on the shipped config, except that its keys last one minute."""
+    base = (REPO / "config" / "config.properties").read_text()
+    assert "token_expiration_min=1440" in base
+    with running_torchserve(tmp_path_factory.mktemp("short-keys"),
+                            base.replace("token_expiration_min=1440", "token_expiration_min=1")) as server:
+        yield server
+
+
+@pytest.fixture
+def short_served(dashboard_env, short_lived: TorchServe, monkeypatch: pytest.MonkeyPatch, caplog):
+    """The dashboard on ``short_lived``, checking its keys every 2 s (request it before ``user``)."""
+    point_at(short_lived, monkeypatch)
+    monkeypatch.setenv("NEUROSCAN_KEY_CHECK_S", "2")
+    caplog.set_level(logging.INFO, logger="neuroscan.torchserve_keys")
+    return dashboard_env
+
+
+def key_file(server: TorchServe) -> dict:
+    return json.loads(server.key_file.read_text())
+
+
+def expiry(entry: dict) -> datetime:
+    return datetime.fromisoformat(entry["expiration time"])
+
+
+def refused(server: TorchServe, key: str) -> bool:
+    """Whether TorchServe itself refuses ``key`` for inference now."""
+    response = httpx.get(f"{server.inference_url}/ping", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return response.status_code == 400 and response.json()["type"] == "InvalidKeyException"
+
+
+def renew_by_hand(server: TorchServe) -> httpx.Response:
+    """What another client, or an operator's curl, does: a new inference key through the /token API."""
+    api_key = key_file(server)["API"]["key"]
+    return httpx.post(f"{server.management_url}/token", params={"type": "inference"},
+                      headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+
+
+async def sleep_past(at: datetime, extra_s: float = 3.0) -> None:
+    """Sleep (letting the dashboard's loop run) until ``extra_s`` after ``at``."""
+    await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + extra_s)
+
+
+async def test_dashboard_analyses_a_slice_after_the_keys_it_started_with_expired(
+        short_served, short_lived: TorchServe, user: User, caplog) -> None:
+    first = key_file(short_lived)
+    await sign_in(user, CLINICIAN)
+    await sleep_past(max(expiry(first["inference"]), expiry(first["management"])))
+    assert refused(short_lived, first["inference"]["key"])  # the key it started with is dead
+    await upload(user, mri_image("glioma"))
+    await user.should_see(marker="diagnosis", retries=INFERENCE_WAIT)
+    now = key_file(short_lived)
+    assert now["API"]["key"] == first["API"]["key"], "TorchServe restarted: the keys were not renewed"
+    assert now["inference"]["key"] != first["inference"]["key"]
+    assert "renewed the TorchServe inference key" in caplog.text
+    assert "renewed the TorchServe management key" in caplog.text  # renewed while nobody used it
+
+
+async def test_client_renews_an_expired_key_at_its_next_call(short_lived: TorchServe, monkeypatch, caplog) -> None:
+    """No background loop here (as in a worker that was idle): the call itself finds the key expired."""
+    point_at(short_lived, monkeypatch)
+    monkeypatch.setenv("NEUROSCAN_KEY_RENEW_MARGIN_S", "0")  # renew only once expired
+    caplog.set_level(logging.INFO, logger="neuroscan.torchserve_keys")
+    client = TorchServeClient(load_settings())
+    held = await client.keys.token("inference")
+    await sleep_past(client.key_expiry()["inference"], extra_s=1.0)
+    assert refused(short_lived, held)
+    assert await client.ping() == "Healthy"
+    assert key_file(short_lived)["inference"]["key"] != held
+    assert "renewed the TorchServe inference key" in caplog.text
+    await client.aclose()
+
+
+async def test_client_follows_a_key_file_renewed_by_another_process(short_lived: TorchServe, monkeypatch,
+                                                                     caplog) -> None:
+    point_at(short_lived, monkeypatch)
+    monkeypatch.setenv("NEUROSCAN_KEY_RENEW_MARGIN_S", "0")
+    caplog.set_level(logging.INFO, logger="neuroscan.torchserve_keys")
+    assert renew_by_hand(short_lived).status_code == 200  # a full minute left: no renewal due in this test
+    client = TorchServeClient(load_settings())
+    assert await client.ping() == "Healthy"
+    held = await client.keys.token("inference")
+    assert renew_by_hand(short_lived).status_code == 200 and refused(short_lived, held)
+    assert await client.ping() == "Healthy"
+    assert "picked up a changed TorchServe key file" in caplog.text
+    assert "renewed the TorchServe" not in caplog.text  # it followed the file, it did not renew again
+    await client.aclose()
+
+
+async def test_dashboard_picks_up_a_restarted_torchserve(short_served, short_lived: TorchServe, user: User) -> None:
+    await sign_in(user, CLINICIAN)
+    await upload(user, mri_image("glioma"))
+    await user.should_see(marker="diagnosis", retries=INFERENCE_WAIT)
+    api_key = key_file(short_lived)["API"]["key"]
+    await asyncio.to_thread(restart_torchserve, short_lived)
+    assert key_file(short_lived)["API"]["key"] != api_key, "TorchServe did not restart"
+    await upload(user, mri_image("pituitary"))
+    await eventually(lambda: count(user, "diagnosis") == 2, timeout=120)
