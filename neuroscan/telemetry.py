@@ -28,7 +28,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -279,16 +279,25 @@ def init_sentry(
     return True
 
 
-def capture_exception(exc: BaseException | None = None) -> None:
+def capture_exception(exc: BaseException | None = None, request_ids: Sequence[str] = ()) -> None:
     """Report ``exc`` (default: the one being handled) to Sentry if :func:`init_sentry` ran.
 
     Why not rely on the SDK's hooks: TorchServe catches handler exceptions and logs them at
     WARNING, which Sentry keeps only as a breadcrumb, so the handler reports them itself. A
-    no-op (no import) when Sentry is off.
+    no-op (no import) when Sentry is off. ``request_ids``: the requests a batch-wide failure
+    cost, since no single request context covers a batch; they go into the extra
+    ``request_ids``, and a batch of one also gets the ``request_id`` tag.
     """
     if "sentry_sdk" not in sys.modules:
         return
     import sentry_sdk
 
-    if sentry_sdk.is_initialized():
+    if not sentry_sdk.is_initialized():
+        return
+    ids = [rid for rid in map(clean_request_id, request_ids) if rid]
+    with sentry_sdk.new_scope() as scope:
+        if ids:
+            scope.set_extra("request_ids", ids)
+        if len(ids) == 1:
+            scope.set_tag("request_id", ids[0])
         sentry_sdk.capture_exception(exc)
