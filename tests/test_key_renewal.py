@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dashboard_fixtures import (
+    ADMIN,
     CLINICIAN,
     count,
     eventually,
@@ -124,6 +125,21 @@ async def test_client_follows_a_key_file_renewed_by_another_process(short_lived:
     assert "picked up a changed TorchServe key file" in caplog.text
     assert "renewed the TorchServe" not in caplog.text  # it followed the file, it did not renew again
     await client.aclose()
+
+
+async def test_operator_page_shows_when_the_keys_expire_and_renews_them(short_served, short_lived: TorchServe,
+                                                                        user: User) -> None:
+    assert renew_by_hand(short_lived).status_code == 200  # a full minute: the dashboard leaves it alone for 30 s
+    shown = expiry(key_file(short_lived)["inference"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    await sign_in(user, ADMIN, "/operator")
+    await user.should_see(f"Inference key: expires {shown}")
+    await user.should_see(marker="key-expiry-management")
+    before = key_file(short_lived)["inference"]["key"]
+    user.find(marker="renew-keys").click()
+    await user.should_see("Both keys renewed.")
+    renewed = key_file(short_lived)["inference"]
+    assert renewed["key"] != before
+    await user.should_see(f"Inference key: expires {expiry(renewed).strftime('%Y-%m-%d %H:%M:%S UTC')}")
 
 
 async def test_dashboard_picks_up_a_restarted_torchserve(short_served, short_lived: TorchServe, user: User) -> None:
