@@ -30,6 +30,8 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -139,23 +141,37 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(
-    component: str | None = None, level: int | str | None = None, stream=None
+    component: str | None = None, level: int | str | None = None, stream=None, log_file: str | None = None
 ) -> logging.Handler:
-    """Send the root logger's records as JSON lines to ``stream`` (stderr by default).
+    """Send the root logger's records as JSON lines to ``stream`` (stderr by default), and to
+    ``log_file`` (default ``NEUROSCAN_LOG_FILE``) when one is named.
 
-    Idempotent: a second call replaces the handler it installed before instead of adding one,
-    so re-initialised TorchServe workers do not print every line twice. ``LOG_LEVEL`` sets the
-    level when ``level`` is not given.
+    The file rotates by size (``NEUROSCAN_LOG_MAX_MB``, default 50, into ``NEUROSCAN_LOG_BACKUPS``
+    backups, default 5, as TorchServe's config/log4j2-files.xml does) because a process that runs for
+    weeks must not fill the disk. Idempotent: a second call replaces the handlers it installed before
+    instead of adding more, so re-initialised TorchServe workers do not print every line twice.
+    ``LOG_LEVEL`` sets the level when ``level`` is not given. Returns the stream handler.
     """
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_neuroscan_json", False)]:
         root.removeHandler(old)
+        old.close()
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(component))
-    handler._neuroscan_json = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    log_file = log_file or os.environ.get("NEUROSCAN_LOG_FILE")
+    for installed in (handler, *([_rotating_file(log_file)] if log_file else [])):
+        installed.setFormatter(JsonFormatter(component))
+        installed._neuroscan_json = True  # type: ignore[attr-defined]
+        root.addHandler(installed)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO").upper())
     return handler
+
+
+def _rotating_file(path: str) -> logging.Handler:
+    """A size-rotated log file, its directory created if needed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    max_bytes = int(float(os.environ.get("NEUROSCAN_LOG_MAX_MB", "50")) * 1024 * 1024)
+    backups = int(os.environ.get("NEUROSCAN_LOG_BACKUPS", "5"))
+    return RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- scrubbing

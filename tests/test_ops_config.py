@@ -190,3 +190,24 @@ def mounts(service: dict) -> dict[str, tuple[str, bool]]:
             source, target, *mode = volume.split(":")
             out[target] = (source, mode == ["ro"])
     return out
+
+
+# ---- bounded logs ---------------------------------------------------------------------------
+def test_every_log_file_rotates_by_size_and_keeps_a_bounded_number():
+    """TorchServe's file config: every appender a size-triggered RollingFile with a capped rollover; the
+    container config writes no file; compose rotates each container's stdout; make serve uses the files
+    config. (TorchServe's own default rolls daily and deletes nothing.)"""
+    import xml.etree.ElementTree as ET
+
+    files = ET.parse(CONFIG / "log4j2-files.xml").getroot().find("Appenders")
+    assert files is not None and len(files) == 2
+    for appender in files:
+        assert appender.tag == "RollingFile" and appender.find("SizeBasedTriggeringPolicy") is not None
+        assert appender.find("TimeBasedTriggeringPolicy") is None
+        assert "%i" in appender.get("filePattern") and appender.find("DefaultRolloverStrategy").get("max")
+    console_only = ET.parse(CONFIG / "log4j2-json.xml").getroot().find("Appenders")
+    assert {appender.tag for appender in console_only} == {"Console"}
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        assert service["logging"]["options"]["max-size"], name
+    assert "--log-config $(CURDIR)/config/log4j2-files.xml" in (ROOT / "Makefile").read_text()

@@ -192,3 +192,25 @@ def test_handler_errors_carry_the_request_ids_they_cost(sentry_recorder, tmp_pat
     assert errors["RuntimeError"]["tags"]["request_id"] == "rid-boom"
     assert errors["ZeroDivisionError"]["extra"]["request_ids"] == ["rid-first", "rid-second"]
     assert "request_id" not in errors["ZeroDivisionError"]["tags"]  # no one request to blame
+
+
+def test_json_log_file_rotates_by_size_and_keeps_a_bounded_number_of_files(tmp_path, monkeypatch):
+    """10,000 lines (~2 MB) into a file capped at 0.1 MB with 3 backups: never more than 4 files of at
+    most 0.1 MB each, and the newest lines are still there, as JSON."""
+    monkeypatch.setenv("NEUROSCAN_LOG_MAX_MB", "0.1")
+    monkeypatch.setenv("NEUROSCAN_LOG_BACKUPS", "3")
+    path = tmp_path / "logs" / "dashboard.log"
+    telemetry.configure_json_logging("dashboard", level="INFO", stream=io.StringIO(), log_file=str(path))
+    try:
+        log = logging.getLogger("neuroscan.test")
+        for i in range(10_000):
+            log.info("analysis %05d done", i, extra={"padding": "x" * 100})
+    finally:
+        root = logging.getLogger()
+        for h in [h for h in root.handlers if getattr(h, "_neuroscan_json", False)]:
+            root.removeHandler(h)
+            h.close()
+    files = sorted(path.parent.iterdir())
+    assert [f.name for f in files] == ["dashboard.log", "dashboard.log.1", "dashboard.log.2", "dashboard.log.3"]
+    assert all(f.stat().st_size <= 0.1 * 1024 * 1024 for f in files)
+    assert json.loads(path.read_text().splitlines()[-1])["message"] == "analysis 09999 done"
