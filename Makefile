@@ -16,13 +16,13 @@ TS_HOME    := $(RUN_DIR)/torchserve
 TS_ENV     := TMPDIR=$(CURDIR)/$(RUN_DIR)/tmp LOG_LOCATION=$(CURDIR)/$(RUN_DIR)/logs METRICS_LOCATION=$(CURDIR)/$(RUN_DIR)/logs
 HANDLER_SRC := $(wildcard handler/*.py neuroscan/*.py) config/model-config.yaml $(WEIGHTS)
 
-.PHONY: help install test-deps archive serve ts-start ts-stop test train eda evaluate bench lint clean \
+.PHONY: help install test-deps archive serve ts-start ts-stop test train eda evaluate bench soak lint clean \
 	docker-build test-docker
 
 help:
 	@echo "make serve     install, build the archive, start TorchServe + dashboard (Ctrl-C stops both)"
 	@echo "make test      install everything the tests need and run the whole suite"
-	@echo "make train | eda | evaluate | bench | archive | lint | ts-start | ts-stop"
+	@echo "make train | eda | evaluate | bench | soak | archive | lint | ts-start | ts-stop"
 
 # ---- installation -----------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt
@@ -79,7 +79,7 @@ archive: $(MAR)
 ts-start: $(MAR)
 	mkdir -p $(TS_HOME) $(RUN_DIR)/tmp $(RUN_DIR)/logs
 	cd $(TS_HOME) && $(TS_ENV) $(CURDIR)/$(BIN)/torchserve --start --ncs --ts-config $(CURDIR)/config/config.properties \
-		--model-store $(CURDIR)/model_store --models brain_tumor=brain_tumor.mar
+		--log-config $(CURDIR)/config/log4j2-files.xml --model-store $(CURDIR)/model_store --models brain_tumor=brain_tumor.mar
 	$(PY) -m handler.wait_ready --key-file $(TS_HOME)/key_file.json
 
 ts-stop:
@@ -87,11 +87,15 @@ ts-stop:
 
 serve: ts-start
 	@echo "TorchServe ready (management key in $(TS_HOME)/key_file.json); dashboard on http://127.0.0.1:8000"
-	@trap '$(MAKE) --no-print-directory ts-stop' EXIT; $(PY) -m dashboard
+	@trap '$(MAKE) --no-print-directory ts-stop' EXIT; NEUROSCAN_LOG_FILE=$(RUN_DIR)/logs/dashboard.log $(PY) -m dashboard
 
 # ---- benchmark: TorchServe under load vs the seed design and the raw-forward ceiling ------------
 bench: $(MAR)
 	$(PY) tests/bench_serving.py
+
+# ---- soak: steady load for a bounded time (not part of `make test`; SOAK_ARGS="--minutes 2" shortens it) -----
+soak: $(MAR)
+	$(PY) tests/soak.py $(SOAK_ARGS)
 
 # ---- tests ------------------------------------------------------------------------------------
 test: test-deps $(MAR)
