@@ -10,8 +10,12 @@ compares the never-expiring API key before and after: unchanged means the same T
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -109,6 +113,23 @@ async def test_client_renews_an_expired_key_at_its_next_call(short_lived: TorchS
     assert key_file(short_lived)["inference"]["key"] != held
     assert "renewed the TorchServe inference key" in caplog.text
     await client.aclose()
+
+
+async def test_server_healthcheck_renews_keys_nobody_else_renewed(short_lived: TorchServe) -> None:
+    """The container's health check (no dashboard around to renew): healthy past both keys' expiry."""
+    before = key_file(short_lived)
+    await sleep_past(max(expiry(before["inference"]), expiry(before["management"])), extra_s=1.0)
+    assert refused(short_lived, before["inference"]["key"])
+    ports = {f"TS_{api.upper()}_PORT": str(urlsplit(url).port)
+             for api, url in (("inference", short_lived.inference_url), ("management", short_lived.management_url))}
+    check = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(REPO / "docker" / "server-healthcheck.py")], capture_output=True,
+        text=True, timeout=60, check=False, env={**os.environ, **ports, "TS_KEY_FILE": str(short_lived.key_file)})
+    assert check.returncode == 0, check.stderr
+    after = key_file(short_lived)
+    assert after["API"]["key"] == before["API"]["key"]
+    assert after["inference"]["key"] != before["inference"]["key"]
+    assert after["management"]["key"] != before["management"]["key"]
 
 
 async def test_client_follows_a_key_file_renewed_by_another_process(short_lived: TorchServe, monkeypatch,
