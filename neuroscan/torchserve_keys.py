@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 APIS = ("inference", "management")
 TOKEN_API = "API"
+RETRY_S = 30.0  # after a failed renewal of a key that still works, wait this long before the next try
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class KeyKeeper:
         self._keys = Keys()
         self._seen: tuple[int, int, int] | None = None
         self._lock = asyncio.Lock()
+        self._retry_at: dict[str, float] = {}
         self._reload()
         if self._seen is None:
             log.warning("TorchServe key file %s not found; calling without a token until it appears", key_file)
@@ -106,41 +108,19 @@ class KeyKeeper:
     async def token(self, api: str) -> str | None:
         """The key for ``api`` to send now: renewed first when it is about to expire."""
         self._reload()
-        if self._due(api):
-            await self.renew(api)
+        if self._due(api) and time.monotonic() >= self._retry_at.get(api, 0.0):
+            await self._renew_if(api, lambda: self._due(api))
         return self._keys.tokens.get(api)
 
     async def refused(self, api: str, sent: str | None) -> str | None:
         """TorchServe refused ``sent``: the key to retry with (a newer file's, or a renewed one)."""
         self._reload()
-        if self._keys.tokens.get(api) == sent:
-            await self.renew(api, unless_changed_from=sent)
+        await self._renew_if(api, lambda: self._keys.tokens.get(api) == sent)
         return self._keys.tokens.get(api)
 
-    async def renew(self, api: str, unless_changed_from: str | None = None) -> bool:
-        """Ask TorchServe for a new ``api`` key; whether it gave one. Failures are logged, not raised,
-        because the old key may still work and the caller's own request reports the real failure."""
-        async with self._lock:
-            self._reload()  # a concurrent caller (or another process) may have renewed it meanwhile
-            if unless_changed_from is not None and self._keys.tokens.get(api) != unless_changed_from:
-                return True
-            api_key = self._keys.tokens.get(TOKEN_API)
-            if api_key is None:
-                log.warning("cannot renew the TorchServe %s key: no API key in %s", api, self.key_file)
-                return False
-            try:
-                response = await self._http().post(f"{self.management_url}/token", params={"type": api},
-                                                   headers={"Authorization": f"Bearer {api_key}"})
-            except httpx.HTTPError as exc:
-                log.warning("renewing the TorchServe %s key failed: %r", api, exc)
-                return False
-            if not response.is_success:
-                log.warning("TorchServe refused to renew the %s key: %s %s", api, response.status_code,
-                            response.text[:200])
-                return False
-            self._reload(quiet=True)
-            log.info("renewed the TorchServe %s key; it now expires at %s", api, self._expiry_text(api))
-            return True
+    async def renew(self, api: str) -> bool:
+        """Ask TorchServe for a new ``api`` key now (the operator's button); whether it gave one."""
+        return await self._renew_if(api, lambda: True)
 
     async def keep_fresh(self, every_s: float) -> None:
         """Renew due keys every ``every_s`` seconds, also while nobody calls (runs until cancelled),
@@ -149,8 +129,42 @@ class KeyKeeper:
             self._reload()
             for api in APIS:
                 if self._due(api):
-                    await self.renew(api)
+                    await self._renew_if(api, lambda api=api: self._due(api))
             await asyncio.sleep(every_s)
+
+    async def _renew_if(self, api: str, needed: Callable[[], bool]) -> bool:
+        """Renew ``api`` unless, once this caller holds the lock, the fresh file shows it is no longer
+        ``needed``: concurrent callers that found the same key due (or refused) renew it once, not once
+        each (each renewal would invalidate the key the previous one just handed out)."""
+        async with self._lock:
+            self._reload()
+            if not needed():
+                return True
+            renewed = await self._post_renewal(api)
+            # a failed renewal is not retried on every call (each would log); a refused key still is
+            self._retry_at[api] = 0.0 if renewed else time.monotonic() + RETRY_S
+            return renewed
+
+    async def _post_renewal(self, api: str) -> bool:
+        """``POST /token?type=api`` with the API key. Failures are logged, not raised: the old key may
+        still work, and the caller's own request reports the real failure."""
+        api_key = self._keys.tokens.get(TOKEN_API)
+        if api_key is None:
+            log.warning("cannot renew the TorchServe %s key: no API key in %s", api, self.key_file)
+            return False
+        try:
+            response = await self._http().post(f"{self.management_url}/token", params={"type": api},
+                                               headers={"Authorization": f"Bearer {api_key}"})
+        except httpx.HTTPError as exc:
+            log.warning("renewing the TorchServe %s key failed: %r", api, exc)
+            return False
+        if not response.is_success:
+            log.warning("TorchServe refused to renew the %s key: %s %s", api, response.status_code,
+                        response.text[:200])
+            return False
+        self._reload(quiet=True)
+        log.info("renewed the TorchServe %s key; it now expires at %s", api, self._expiry_text(api))
+        return True
 
     def _due(self, api: str) -> bool:
         expires = self._keys.expires.get(api)
