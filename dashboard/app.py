@@ -9,7 +9,7 @@ import secrets
 import sys
 
 from fastapi import Response
-from nicegui import app, ui
+from nicegui import app, background_tasks, ui
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dashboard.services import Services, init_services
@@ -29,6 +29,8 @@ def create_app(settings: Settings) -> Services:
               "It is shown only this once. Set NEUROSCAN_ADMIN_PASSWORD before the first run to choose it.",
               file=sys.stderr, flush=True)
     app.add_middleware(AuthMiddleware)
+    app.on_startup(lambda: background_tasks.create(shared.torchserve.keys.keep_fresh(settings.key_check_s),
+                                                   name="renew TorchServe keys"))
     app.on_shutdown(shared.torchserve.aclose)
 
     @app.get("/metrics", include_in_schema=False)

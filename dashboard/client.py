@@ -1,20 +1,21 @@
 """Async TorchServe client: inference, explanations, management and metrics, with token auth.
 
 Every failure becomes a :class:`ServerError` whose ``message`` a clinician can act on; the technical
-detail goes into the exception text for the log. Keys are re-read from TorchServe's key file when
-a token is refused, because TorchServe writes a new file (with new keys) each time it restarts.
+detail goes into the exception text for the log. Tokens come from a
+:class:`~neuroscan.torchserve_keys.KeyKeeper`, which follows TorchServe's key file (rewritten at each
+restart) and renews the keys through the management API before they expire (they last a day).
 """
 
 import asyncio
-import json
 import logging
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from dashboard.settings import Settings
 from neuroscan.telemetry import outgoing_headers
+from neuroscan.torchserve_keys import KeyKeeper
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ class TorchServeClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._keys: dict[str, str] = {}
         self._http: httpx.AsyncClient | None = None
+        self.keys = KeyKeeper(settings.key_file, settings.management_url, settings.key_renew_margin_s,
+                              lambda: self.http)
         self._parallel = asyncio.Semaphore(settings.max_parallel_requests)
 
     @property
@@ -94,26 +96,37 @@ class TorchServeClient:
         url = f"{self.settings.management_url}/models/{self.settings.model_name}/{version}/set-default"
         await self._call("PUT", url, "management")
 
+    def key_expiry(self) -> dict[str, datetime]:
+        """When the inference and management keys expire (the operator page shows it)."""
+        return self.keys.expires
+
+    async def renew_keys(self) -> bool:
+        """Renew both keys now (the operator's button); whether TorchServe renewed both."""
+        return all([await self.keys.renew(api) for api in ("inference", "management")])
+
     async def metrics_text(self) -> str:
         """The Prometheus text exposition of TorchServe's metrics endpoint (no token needed)."""
         return (await self._call("GET", f"{self.settings.metrics_url}/metrics", None)).text
 
     async def _call(self, method: str, url: str, api: str | None, **kwargs: Any) -> httpx.Response:
-        """Send once, and once more with fresh keys if the token is refused; failures become ServerError."""
-        response = await self._send(method, url, api, **kwargs)
-        if _token_rejected(response) and api is not None:
-            self._keys.clear()
-            response = await self._send(method, url, api, **kwargs)
+        """Send once, and once more with a newer or renewed key if the token is refused; failures become
+        ServerError."""
+        key = await self.keys.token(api) if api is not None else None
+        response = await self._send(method, url, key, **kwargs)
+        if api is not None and _token_rejected(response):
+            key = await self.keys.refused(api, key)
+            response = await self._send(method, url, key, **kwargs)
         if response.is_success:
             return response
         raise _http_error(response, self.settings)
 
-    async def _send(self, method: str, url: str, api: str | None, **kwargs: Any) -> httpx.Response:
-        headers = outgoing_headers(kwargs.pop("headers", None))  # adds X-Request-ID for TorchServe's logs
-        if api is not None and (key := self._key(api)):
+    async def _send(self, method: str, url: str, key: str | None, **kwargs: Any) -> httpx.Response:
+        headers = outgoing_headers(kwargs.get("headers"))  # adds X-Request-ID for TorchServe's logs
+        if key:
             headers["Authorization"] = f"Bearer {key}"
+        kwargs = {**kwargs, "headers": headers}
         try:
-            return await self.http.request(method, url, headers=headers, **kwargs)
+            return await self.http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise ServerError("The analysis server did not answer in time. It may be busy: please try again "
                               "in a moment.", "timeout", f"{method} {url}: {exc!r}") from exc
@@ -121,22 +134,6 @@ class TorchServeClient:
             raise ServerError("The analysis server cannot be reached. It may be stopped or still starting: "
                               "please try again in a minute, or tell your operator.", "unavailable",
                               f"{method} {url}: {exc!r}") from exc
-
-    def _key(self, api: str) -> str | None:
-        """The token for ``api`` ("inference" or "management"), cached until a 401 says it is stale."""
-        if not self._keys:
-            self._keys = read_keys(self.settings.key_file)
-        return self._keys.get(api)
-
-
-def read_keys(path: Path) -> dict[str, str]:
-    """``{"inference": key, "management": key}`` from TorchServe's key file; empty if it is absent."""
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        log.warning("TorchServe key file %s not found; calling without a token", path)
-        return {}
-    return {api: entry["key"] for api, entry in raw.items() if isinstance(entry, dict) and "key" in entry}
 
 
 def _token_rejected(response: httpx.Response) -> bool:

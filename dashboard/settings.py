@@ -25,6 +25,8 @@ class Settings:
     management_url: str
     metrics_url: str
     key_file: Path
+    key_renew_margin_s: float
+    key_check_s: float
     model_name: str
     connect_timeout_s: float
     inference_timeout_s: float

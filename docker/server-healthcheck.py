@@ -8,6 +8,9 @@ Two steps, because neither is enough alone:
    at least one worker in state READY. /ping alone was seen answering "Healthy" while every
    worker crash-looped on a broken handler, which would route traffic to a server that only
    queues requests until they time out.
+The keys expire (token_expiration_min): one that has expired is renewed through the management
+/token API first (the recipe in the README), so a server nobody else keeps fresh (no dashboard
+running) does not turn unhealthy a day after it started.
 Exit 0 = healthy; anything else = not (with the reason on stderr).
 """
 
@@ -15,25 +18,39 @@ import json
 import os
 import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 KEY_FILE = Path(os.environ.get("TS_KEY_FILE", "key_file.json"))
 MODEL = os.environ.get("TS_HEALTH_MODEL", "brain_tumor")
+INFERENCE_PORT = os.environ.get("TS_INFERENCE_PORT", "8080")
+MANAGEMENT_PORT = os.environ.get("TS_MANAGEMENT_PORT", "8081")
 
 
 def get(port: str, path: str, api: str) -> bytes:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if KEY_FILE.is_file():
-        key = json.loads(KEY_FILE.read_text())[api]["key"]
-        request.add_header("Authorization", f"Bearer {key}")
+        request.add_header("Authorization", f"Bearer {fresh_key(api)}")
     with urllib.request.urlopen(request, timeout=4) as response:
         return response.read()
 
 
+def fresh_key(api: str) -> str:
+    """The ``api`` key from the key file, renewed first when it has expired."""
+    keys = json.loads(KEY_FILE.read_text())
+    if datetime.fromisoformat(keys[api]["expiration time"]) > datetime.now(UTC):
+        return keys[api]["key"]
+    renew = urllib.request.Request(f"http://127.0.0.1:{MANAGEMENT_PORT}/token?type={api}", method="POST",
+                                   headers={"Authorization": f"Bearer {keys['API']['key']}"})
+    with urllib.request.urlopen(renew, timeout=4) as response:
+        response.read()  # TorchServe has rewritten the file when it answers
+    return json.loads(KEY_FILE.read_text())[api]["key"]
+
+
 def main() -> int:
     try:
-        get(os.environ.get("TS_INFERENCE_PORT", "8080"), "/ping", "inference")
-        described = json.loads(get(os.environ.get("TS_MANAGEMENT_PORT", "8081"), f"/models/{MODEL}", "management"))
+        get(INFERENCE_PORT, "/ping", "inference")
+        described = json.loads(get(MANAGEMENT_PORT, f"/models/{MODEL}", "management"))
     except (OSError, ValueError, KeyError) as exc:  # URLError/HTTPError included
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1

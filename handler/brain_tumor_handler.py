@@ -6,6 +6,7 @@ weights once per worker, ``preprocess`` decodes and validates each request on it
 answer per request. A bad item gets its own 4xx; the rest of its batch is answered normally.
 """
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -31,7 +32,12 @@ from neuroscan.mri_check import (
 )
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
-from neuroscan.telemetry import capture_exception, configure_json_logging, init_sentry
+from neuroscan.telemetry import (
+    capture_exception,
+    configure_json_logging,
+    init_sentry,
+    request_context,
+)
 from neuroscan.weights import WeightsError, load_weights
 
 logger = logging.getLogger(__name__)
@@ -76,8 +82,8 @@ class BrainTumorHandler(BaseHandler):
             items = self.preprocess(data)
             self.inference(items)
             return self.postprocess(items)
-        except Exception:
-            capture_exception()  # TorchServe only logs it at WARNING, which Sentry would not send
+        except Exception:  # TorchServe only logs it at WARNING, which Sentry would not send
+            capture_exception(request_ids=[self._header(i, "x-request-id") or "" for i in range(len(data))])
             raise
 
     def preprocess(self, data: list[dict]) -> list[Item]:
@@ -90,16 +96,18 @@ class BrainTumorHandler(BaseHandler):
     def _prepare(self, index: int, request: dict) -> Item:
         item = Item(index, explain=self._header(index, "explain") == "True",
                     request_id=self._header(index, "x-request-id"))
-        try:
-            item.decoded = decode_image(request_bytes(request))
-        except ImageDecodeError as exc:
-            item.error = exc
-            return item
-        except Exception:  # a file that trips a decoder in a way nobody foresaw: this item only
-            logger.warning("decoding request %d failed unexpectedly", index, exc_info=True)
-            capture_exception()  # once: a WARNING log is only a breadcrumb to Sentry
-            item.error = ImageDecodeError("corrupt_image", "The file could not be read as an image.")
-            return item
+        # its id on the decoder's log lines and Sentry events (one request at a time here, unlike a batch)
+        with request_context(item.request_id) if item.request_id else contextlib.nullcontext():
+            try:
+                item.decoded = decode_image(request_bytes(request))
+            except ImageDecodeError as exc:
+                item.error = exc
+                return item
+            except Exception:  # a file that trips a decoder in a way nobody foresaw: this item only
+                logger.warning("decoding request %d failed unexpectedly", index, exc_info=True)
+                capture_exception()  # once: a WARNING log is only a breadcrumb to Sentry
+                item.error = ImageDecodeError("corrupt_image", "The file could not be read as an image.")
+                return item
         item.pixels = pixels(item.decoded.image, self.spec)
         item.input_reason = dicom_reason(item.decoded.header) or pixel_reason(item.pixels)
         return item

@@ -28,8 +28,10 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -139,23 +141,37 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(
-    component: str | None = None, level: int | str | None = None, stream=None
+    component: str | None = None, level: int | str | None = None, stream=None, log_file: str | None = None
 ) -> logging.Handler:
-    """Send the root logger's records as JSON lines to ``stream`` (stderr by default).
+    """Send the root logger's records as JSON lines to ``stream`` (stderr by default), and to
+    ``log_file`` (default ``NEUROSCAN_LOG_FILE``) when one is named.
 
-    Idempotent: a second call replaces the handler it installed before instead of adding one,
-    so re-initialised TorchServe workers do not print every line twice. ``LOG_LEVEL`` sets the
-    level when ``level`` is not given.
+    The file rotates by size (``NEUROSCAN_LOG_MAX_MB``, default 50, into ``NEUROSCAN_LOG_BACKUPS``
+    backups, default 5, as TorchServe's config/log4j2-files.xml does) because a process that runs for
+    weeks must not fill the disk. Idempotent: a second call replaces the handlers it installed before
+    instead of adding more, so re-initialised TorchServe workers do not print every line twice.
+    ``LOG_LEVEL`` sets the level when ``level`` is not given. Returns the stream handler.
     """
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_neuroscan_json", False)]:
         root.removeHandler(old)
+        old.close()
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(component))
-    handler._neuroscan_json = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    log_file = log_file or os.environ.get("NEUROSCAN_LOG_FILE")
+    for installed in (handler, *([_rotating_file(log_file)] if log_file else [])):
+        installed.setFormatter(JsonFormatter(component))
+        installed._neuroscan_json = True  # type: ignore[attr-defined]
+        root.addHandler(installed)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO").upper())
     return handler
+
+
+def _rotating_file(path: str) -> logging.Handler:
+    """A size-rotated log file, its directory created if needed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    max_bytes = int(float(os.environ.get("NEUROSCAN_LOG_MAX_MB", "50")) * 1024 * 1024)
+    backups = int(os.environ.get("NEUROSCAN_LOG_BACKUPS", "5"))
+    return RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- scrubbing
@@ -279,16 +295,25 @@ def init_sentry(
     return True
 
 
-def capture_exception(exc: BaseException | None = None) -> None:
+def capture_exception(exc: BaseException | None = None, request_ids: Sequence[str] = ()) -> None:
     """Report ``exc`` (default: the one being handled) to Sentry if :func:`init_sentry` ran.
 
     Why not rely on the SDK's hooks: TorchServe catches handler exceptions and logs them at
     WARNING, which Sentry keeps only as a breadcrumb, so the handler reports them itself. A
-    no-op (no import) when Sentry is off.
+    no-op (no import) when Sentry is off. ``request_ids``: the requests a batch-wide failure
+    cost, since no single request context covers a batch; they go into the extra
+    ``request_ids``, and a batch of one also gets the ``request_id`` tag.
     """
     if "sentry_sdk" not in sys.modules:
         return
     import sentry_sdk
 
-    if sentry_sdk.is_initialized():
+    if not sentry_sdk.is_initialized():
+        return
+    ids = [rid for rid in map(clean_request_id, request_ids) if rid]
+    with sentry_sdk.new_scope() as scope:
+        if ids:
+            scope.set_extra("request_ids", ids)
+        if len(ids) == 1:
+            scope.set_tag("request_id", ids[0])
         sentry_sdk.capture_exception(exc)

@@ -27,12 +27,14 @@ async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetr
             return
     results = StudyResults(settings.results_db)
     server = TorchServeCalls(settings.inference_url, settings.management_url, settings.key_file,
-                             settings.model_name, settings.request_timeout_s)
+                             settings.model_name, settings.request_timeout_s, settings.key_renew_margin_s)
+    renewals = asyncio.create_task(server.keys.keep_fresh(settings.key_check_s))
     async with PacsClient(settings.pacs) as pacs:
         analyser = StudyAnalyser(settings, pacs, server, results, metrics)
         try:
             await ChangeFollower(settings, analyser, results).run(stop)
         finally:
+            renewals.cancel()
             await server.aclose()
 
 

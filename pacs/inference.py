@@ -1,7 +1,8 @@
 """The worker's TorchServe calls: one slice's explanation (answer + heatmap), the served version.
 
-Tokens come from TorchServe's key file, re-read whenever a token is refused (TorchServe writes
-new keys when it restarts or when they are renewed). A refusal of the slice itself (4xx with the
+Tokens come from a :class:`~neuroscan.torchserve_keys.KeyKeeper` (the dashboard's too): it follows
+TorchServe's key file and renews a key through the management ``/token`` API before it expires, so
+the worker keeps working past ``token_expiration_min``. A refusal of the slice itself (4xx with the
 handler's ``{"error", "code"}``) is that slice's answer; an unreachable or overloaded server is
 :class:`ServerUnavailable`, which makes the worker retry the study later instead of failing it.
 """
@@ -9,7 +10,6 @@ handler's ``{"error", "code"}``) is that slice's answer; an unreachable or overl
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from neuroscan.telemetry import outgoing_headers
+from neuroscan.torchserve_keys import KeyKeeper
 
 # Statuses that say "not now" rather than "not this slice": retried, then the study waits.
 _BUSY = frozenset({500, 502, 503, 504, 507})
@@ -38,11 +39,11 @@ class TorchServeCalls:
     """Pooled async calls to one TorchServe model."""
 
     def __init__(self, inference_url: str, management_url: str, key_file: Path, model: str, timeout_s: float,
-                 retries: int = 3) -> None:
+                 renew_margin_s: float, retries: int = 3) -> None:
         self.inference_url, self.management_url = inference_url.rstrip("/"), management_url.rstrip("/")
-        self.key_file, self.model, self.retries = key_file, model, retries
+        self.model, self.retries = model, retries
         self._http = httpx.AsyncClient(timeout=timeout_s)
-        self._keys: dict[str, str] = {}
+        self.keys = KeyKeeper(key_file, management_url, renew_margin_s, lambda: self._http)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -68,30 +69,21 @@ class TorchServeCalls:
         raise ServerUnavailable(f"{url}: {response.status_code} after {self.retries} tries")
 
     async def _call(self, method: str, url: str, api: str, **kwargs: Any) -> httpx.Response:
-        """Send with the current token; once more with re-read keys if the token was refused."""
-        response = await self._send(method, url, api, **kwargs)
+        """Send with the current token; once more with a newer or renewed one if it was refused."""
+        key = await self.keys.token(api)
+        response = await self._send(method, url, key, **kwargs)
         if _token_refused(response):
-            self._keys = {}
-            response = await self._send(method, url, api, **kwargs)
+            response = await self._send(method, url, await self.keys.refused(api, key), **kwargs)
         return response
 
-    async def _send(self, method: str, url: str, api: str, **kwargs: Any) -> httpx.Response:
-        headers = outgoing_headers(kwargs.pop("headers", None))
-        if key := self._key(api):
+    async def _send(self, method: str, url: str, key: str | None, **kwargs: Any) -> httpx.Response:
+        headers = outgoing_headers(kwargs.get("headers"))
+        if key:
             headers["Authorization"] = f"Bearer {key}"
         try:
-            return await self._http.request(method, url, headers=headers, **kwargs)
+            return await self._http.request(method, url, **{**kwargs, "headers": headers})
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{method} {url}: {exc!r}") from exc
-
-    def _key(self, api: str) -> str | None:
-        if not self._keys:
-            try:
-                raw = json.loads(self.key_file.read_text())
-            except (OSError, ValueError):
-                return None
-            self._keys = {name: entry["key"] for name, entry in raw.items() if isinstance(entry, dict) and "key" in entry}
-        return self._keys.get(api)
 
 
 def _token_refused(response: httpx.Response) -> bool:

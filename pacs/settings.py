@@ -23,6 +23,8 @@ class WorkerSettings:
     management_url: str
     key_file: Path
     model_name: str
+    key_renew_margin_s: float
+    key_check_s: float
     request_timeout_s: float
     max_parallel_slices: int
     results_db: Path

@@ -3,12 +3,24 @@
 from pathlib import Path
 
 import pytest
+from deps import missing
 
 from neuroscan.classes import CLASSES
 
 pytest_plugins = ["torchserve_fixture", "dashboard_fixtures", "ops_fixtures", "browser_fixtures", "orthanc_fixture"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Training"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(available, reason): runs only where a test dependency is installed")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Apply ``deps.needs`` marks before the test's fixtures start anything."""
+    for mark in item.iter_markers("needs"):
+        if not mark.kwargs["available"]:
+            missing(mark.kwargs["reason"])
 
 
 @pytest.fixture(scope="session")

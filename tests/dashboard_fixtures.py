@@ -78,12 +78,17 @@ def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_temp
 @pytest.fixture
 def served(dashboard_env: DashboardEnv, torchserve, monkeypatch: pytest.MonkeyPatch) -> DashboardEnv:
     """Point the dashboard at the session's real TorchServe (request it before ``user``)."""
-    monkeypatch.setenv("NEUROSCAN_INFERENCE_URL", torchserve.inference_url)
-    monkeypatch.setenv("NEUROSCAN_MANAGEMENT_URL", torchserve.management_url)
-    monkeypatch.setenv("NEUROSCAN_METRICS_URL", torchserve.metrics_url)
-    monkeypatch.setenv("NEUROSCAN_KEY_FILE", str(torchserve.key_file))
-    monkeypatch.setenv("NEUROSCAN_MODEL_NAME", torchserve.model_name)
+    point_at(torchserve, monkeypatch)
     return dashboard_env
+
+
+def point_at(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings (of the dashboard, or of a client built from ``load_settings()``) for ``server``."""
+    monkeypatch.setenv("NEUROSCAN_INFERENCE_URL", server.inference_url)
+    monkeypatch.setenv("NEUROSCAN_MANAGEMENT_URL", server.management_url)
+    monkeypatch.setenv("NEUROSCAN_METRICS_URL", server.metrics_url)
+    monkeypatch.setenv("NEUROSCAN_KEY_FILE", str(server.key_file))
+    monkeypatch.setenv("NEUROSCAN_MODEL_NAME", server.model_name)
 
 
 @pytest_asyncio.fixture

@@ -104,8 +104,10 @@ class Worker:
             self.process.wait(timeout=60)
 
 
-def start_worker(home: Path, orthanc: Orthanc, torchserve, results_db: Path | None = None) -> Worker:
-    """The PACS worker as its own process, on this test's Orthanc and TorchServe."""
+def start_worker(home: Path, orthanc: Orthanc, torchserve, results_db: Path | None = None,
+                 **settings: str) -> Worker:
+    """The PACS worker as its own process, on this test's Orthanc and TorchServe; ``settings``
+    override config/pacs.toml keys (``key_check_s="2"``)."""
     home.mkdir(parents=True, exist_ok=True)
     results_db = results_db or home / "results.sqlite3"
     env = {**os.environ, "PYTHONPATH": str(REPO),
@@ -114,7 +116,8 @@ def start_worker(home: Path, orthanc: Orthanc, torchserve, results_db: Path | No
            "NEUROSCAN_PACS_MANAGEMENT_URL": torchserve.management_url,
            "NEUROSCAN_PACS_KEY_FILE": str(torchserve.key_file), "NEUROSCAN_PACS_RESULTS_DB": str(results_db),
            "NEUROSCAN_PACS_METRICS_PORT": str(free_ports(1)[0]), "NEUROSCAN_PACS_POLL_INTERVAL_S": "0.3",
-           "NEUROSCAN_PACS_RETRY_INTERVAL_S": "1"}
+           "NEUROSCAN_PACS_RETRY_INTERVAL_S": "1",
+           **{f"NEUROSCAN_PACS_{key.upper()}": value for key, value in settings.items()}}
     log = home / f"worker-{time.monotonic_ns()}.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen([sys.executable, "-m", "pacs"], cwd=REPO, env=env, stdout=handle,

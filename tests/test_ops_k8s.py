@@ -11,11 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kubernetes_validate  # pinned in requirements.txt: a missing one is a broken venv, not a skip
 import pytest
 import yaml
 from ops_fixtures import K8S, by_kind, docs
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.37.0"

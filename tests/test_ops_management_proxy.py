@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from deps import needs
 from ops_fixtures import by_kind
 from torchserve_fixture import (
     free_ports,
@@ -28,7 +29,7 @@ from torchserve_fixture import (
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 KEY = "0123456789abcdef" * 4
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx not installed (make test-deps)")
+pytestmark = needs(Path(NGINX).exists(), "Debian's nginx not installed (make test-deps)")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
+from deps import needs
 from ops_fixtures import free_port, query_until
 from PIL import Image
 
@@ -24,7 +25,7 @@ from neuroscan.classes import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus not installed (make test-deps)")
+pytestmark = needs(PROMETHEUS is not None, "Debian's prometheus not installed (make test-deps)")
 
 
 def png_slice() -> bytes:

@@ -141,3 +141,76 @@ def test_json_logs_carry_component_and_request_id():
         for h in [h for h in root.handlers if getattr(h, "_neuroscan_json", False)]:
             root.removeHandler(h)
         assert handler not in root.handlers
+
+
+HANDLER_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import sentry_sdk
+
+    sys.path.insert(0, "tests")
+    import handler.brain_tumor_handler as module
+    from test_handler_unit import RecordingContext
+
+    model_dir, good = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes()
+    handler = module.BrainTumorHandler()
+    handler.initialize(RecordingContext(model_dir))  # init_sentry runs here, as in a TorchServe worker
+    real = module.decode_image
+
+    def decoder_with_a_bug(data):
+        if data == b"BOOM":
+            raise RuntimeError("a decoder bug")
+        return real(data)
+
+    def batch(*ids):
+        context = RecordingContext(model_dir, headers=[{"X-Request-ID": rid} for rid in ids])
+        context.metrics = handler.context.metrics
+        return context
+
+    module.decode_image = decoder_with_a_bug
+    handler.handle([{"body": good}, {"body": b"BOOM"}], batch("rid-good", "rid-boom"))
+    handler.features = lambda tensor: 1 / 0  # a batch-wide failure, after decoding
+    try:
+        handler.handle([{"body": good}, {"body": good}], batch("rid-first", "rid-second"))
+    except ZeroDivisionError:
+        pass
+    sentry_sdk.flush(5)
+    """
+)
+
+
+def test_handler_errors_carry_the_request_ids_they_cost(sentry_recorder, tmp_path, val_images):  # noqa: F811
+    """A decoder failure is tagged with its own request's id; a batch-wide one lists every id of the batch."""
+    (tmp_path / "brain_tumor.safetensors").symlink_to(ROOT / "model_store" / "brain_tumor.safetensors")
+    env = {**os.environ, "SENTRY_DSN": sentry_recorder.dsn(), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", HANDLER_CHILD, str(tmp_path), str(val_images["glioma"][0])],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = {e["exception"]["values"][-1]["type"]: e for e in sentry_recorder.events() if e.get("exception")}
+    assert errors["RuntimeError"]["tags"]["request_id"] == "rid-boom"
+    assert errors["ZeroDivisionError"]["extra"]["request_ids"] == ["rid-first", "rid-second"]
+    assert "request_id" not in errors["ZeroDivisionError"]["tags"]  # no one request to blame
+
+
+def test_json_log_file_rotates_by_size_and_keeps_a_bounded_number_of_files(tmp_path, monkeypatch):
+    """10,000 lines (~2 MB) into a file capped at 0.1 MB with 3 backups: never more than 4 files of at
+    most 0.1 MB each, and the newest lines are still there, as JSON."""
+    monkeypatch.setenv("NEUROSCAN_LOG_MAX_MB", "0.1")
+    monkeypatch.setenv("NEUROSCAN_LOG_BACKUPS", "3")
+    path = tmp_path / "logs" / "dashboard.log"
+    telemetry.configure_json_logging("dashboard", level="INFO", stream=io.StringIO(), log_file=str(path))
+    try:
+        log = logging.getLogger("neuroscan.test")
+        for i in range(10_000):
+            log.info("analysis %05d done", i, extra={"padding": "x" * 100})
+    finally:
+        root = logging.getLogger()
+        for h in [h for h in root.handlers if getattr(h, "_neuroscan_json", False)]:
+            root.removeHandler(h)
+            h.close()
+    files = sorted(path.parent.iterdir())
+    assert [f.name for f in files] == ["dashboard.log", "dashboard.log.1", "dashboard.log.2", "dashboard.log.3"]
+    assert all(f.stat().st_size <= 0.1 * 1024 * 1024 for f in files)
+    assert json.loads(path.read_text().splitlines()[-1])["message"] == "analysis 09999 done"

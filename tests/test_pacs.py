@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,12 @@ from pypdf import PdfReader
 from neuroscan.study_results import StudyResults
 from tests.dicom_series import mr_series, study_attributes, to_bytes
 from tests.orthanc_fixture import start_orthanc, start_worker, stop_orthanc, wait_until
-from tests.torchserve_fixture import free_ports
+from tests.torchserve_fixture import (
+    REPO,
+    free_ports,
+    restart_torchserve,
+    running_torchserve,
+)
 
 GLIOMA_SLICES = 5
 
@@ -249,3 +255,30 @@ def test_an_instance_arriving_later_gets_its_series_analysed_again(orthanc, torc
     finally:
         worker.stop()
     assert results.study(study.StudyInstanceUID).series[0].attempts == 2
+
+
+def test_worker_outlives_key_expiry_and_a_torchserve_restart(orthanc, tmp_path, val_images):
+    """Keys that last one minute, slept through for real: the worker renews them and analyses a study
+    after its starting keys died (same TorchServe: the API key is unchanged); then TorchServe restarts
+    under it with new keys and the next study is analysed too, the worker never restarted."""
+    base = (REPO / "config" / "config.properties").read_text().replace("token_expiration_min=1440",
+                                                                        "token_expiration_min=1")
+    (tmp_path / "ts").mkdir()
+    with running_torchserve(tmp_path / "ts", base) as server:
+        first = json.loads(server.key_file.read_text())
+        worker = start_worker(tmp_path / "w", orthanc, server, key_check_s="2")
+        try:
+            dies = max(datetime.fromisoformat(first[api]["expiration time"]) for api in ("inference", "management"))
+            time.sleep(max(0.0, (dies - datetime.now(UTC)).total_seconds()) + 3)
+            for accession, label in (("ACC-EXPIRED", "glioma"), ("ACC-TS-RESTART", "pituitary")):
+                study = study_attributes(accession=accession)
+                orthanc.store(write(mr_series(study, val_images[label][:3], 1, "AX T1"), tmp_path / accession))
+                result = wait_until(lambda s=study: study_done(worker.results_db, s.StudyInstanceUID), timeout=120)
+                assert result.status == "done" and result.verdict == label
+                if accession == "ACC-EXPIRED":
+                    assert json.loads(server.key_file.read_text())["API"]["key"] == first["API"]["key"]
+                    assert "renewed the TorchServe inference key" in worker.log.read_text()
+                    restart_torchserve(server)
+            assert worker.process.poll() is None
+        finally:
+            worker.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from deps import needs
 from PIL import Image
 
 from neuroscan.imaging import decode_image
@@ -19,7 +20,7 @@ from neuroscan.preprocess import pixels, preprocess_batch, to_rgb
 from training.data import MriDataset, Sample, list_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri/Training"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"dataset not found at {DATA}")
+needs_data = needs(DATA.is_dir(), f"dataset not found at {DATA}")
 
 
 def handler_batch(files: list[bytes]) -> torch.Tensor:

@@ -6,9 +6,11 @@ import os
 import signal
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from neuroscan.classes import CLASSES
 from tests.images import encode, noise_image
@@ -42,17 +44,38 @@ def test_ping(torchserve):
     assert response.status_code == 200 and response.json()["status"] == "Healthy"
 
 
-def test_real_mri_images_get_the_right_labels(torchserve, val_images):
-    results = {(name, path.name): predict(torchserve, path.read_bytes()).json()
-               for name, paths in val_images.items() for path in paths}
-    correct = sum(answer["label"] == name for (name, _), answer in results.items())
-    assert correct / len(results) >= 0.95, results
-    for answer in results.values():
+def test_served_model_is_as_accurate_as_its_model_card_on_the_whole_validation_split(torchserve, mri_root):
+    """All 1,142 validation slices over HTTP. The served int8 graph measured 98.77% there (README; the
+    fp32 model 99.04%; 98.95% with the archive of 2026-12-01): the bound, 98.5%, allows 3 more misses
+    than the README's number for a rebuilt int8 calibration, while a broken preprocessing, channel
+    order or label mapping costs far more."""
+    from training.split import load_split
+
+    val = load_split().val
+    answers = asyncio.run(predict_all(torchserve, [(mri_root / rel).read_bytes() for rel in val]))
+    truth = [rel.split("/")[0] for rel in val]
+    accuracy = sum(a["label"] == t for a, t in zip(answers, truth)) / len(val)
+    print(f"served accuracy {accuracy:.2%} on {len(val)} validation slices")
+    assert len(val) == 1142 and accuracy >= 0.985
+    for answer in answers:
         assert set(answer["probabilities"]) == set(CLASSES)
         assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert answer["model_version"]
-    # ~0.5% of real slices trip the not-MRI check at the shipped operating point (see the unit test).
-    assert sum(a["is_mri"] for a in results.values()) >= len(results) - 1
+    # 0.53% of validation slices trip the not-MRI check at the shipped operating point (README)
+    assert sum(not a["is_mri"] for a in answers) <= 0.01 * len(val)
+
+
+async def predict_all(server, bodies: list[bytes], parallel: int = 8) -> list[dict]:
+    """Every body's answer (in order), ``parallel`` requests in flight, so batches fill as in production."""
+    gate = asyncio.Semaphore(parallel)
+    async with httpx.AsyncClient(timeout=120, headers={**OCTET, **server.headers()}) as client:
+        async def one(body: bytes) -> dict:
+            async with gate:
+                response = await client.post(f"{server.inference_url}/predictions/{server.model_name}", content=body)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+        return await asyncio.gather(*(one(body) for body in bodies))
 
 
 def test_request_id_reaches_the_handler_log(torchserve, val_images):
@@ -163,17 +186,23 @@ def test_killed_worker_is_replaced(torchserve, val_images):
     assert [predict(torchserve, body).status_code for _ in range(8)] == [200] * 8
 
 
-def test_register_a_second_version_and_switch_default(torchserve):
-    store = torchserve.home / "model_store"
-    with zipfile.ZipFile(store / "brain_tumor.mar") as source, \
-            zipfile.ZipFile(store / "brain_tumor_v2.mar", "w") as target:
+def rewrite_archive(store: Path, target: str, name: str, edit) -> None:
+    """``store/target``: the shipped archive with member ``name`` replaced by ``edit(its bytes)``."""
+    with zipfile.ZipFile(store / "brain_tumor.mar") as source, zipfile.ZipFile(store / target, "w") as out:
         for info in source.infolist():
             data = source.read(info)
-            if info.filename == "MAR-INF/MANIFEST.json":
-                manifest = json.loads(data)
-                manifest["model"]["modelVersion"] = "2.0.0-test"
-                data = json.dumps(manifest).encode()
-            target.writestr(info, data)
+            out.writestr(info, edit(data) if info.filename == name else data)
+
+
+def test_register_a_second_version_and_switch_default(torchserve):
+    store = torchserve.home / "model_store"
+
+    def version_2(data: bytes) -> bytes:
+        manifest = json.loads(data)
+        manifest["model"]["modelVersion"] = "2.0.0-test"
+        return json.dumps(manifest).encode()
+
+    rewrite_archive(store, "brain_tumor_v2.mar", "MAR-INF/MANIFEST.json", version_2)
     response = torchserve.management("POST", "/models?url=brain_tumor_v2.mar&initial_workers=1&synchronous=true")
     assert response.status_code == 200, response.text
     assert torchserve.management("PUT", "/models/brain_tumor/2.0.0-test/set-default").status_code == 200
@@ -193,3 +222,57 @@ def test_custom_metrics_on_the_prometheus_endpoint(torchserve, val_images):
     assert 'RejectedInputs{ModelName="brain_tumor",reason="unsupported_type"' in text
     assert "HandlerBatchSize_bucket" in text and "PreprocessTimeMs_bucket" in text
     assert "ts_inference_requests_total" in text
+
+
+# ---- one real dynamic batch holding good and bad bodies, on a model that refuses non-MRI pictures ----
+STRICT = "brain_tumor_strict"
+STRICT_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def strict_model(torchserve) -> str:
+    """The shipped archive registered under a second name with ``reject_non_mri: true``, one worker and
+    batches of exactly 8 within 10 s, so 8 concurrent requests are one batch whatever the CPU load."""
+    def strict(data: bytes) -> bytes:
+        config = yaml.safe_load(data)
+        config.update(minWorkers=1, maxWorkers=1, batchSize=STRICT_BATCH, maxBatchDelay=10_000)
+        config["handler"]["reject_non_mri"] = True
+        return yaml.safe_dump(config).encode()
+
+    rewrite_archive(torchserve.home / "model_store", f"{STRICT}.mar", "model-config.yaml", strict)
+    response = torchserve.management(
+        "POST", f"/models?url={STRICT}.mar&model_name={STRICT}&initial_workers=1&synchronous=true")
+    assert response.status_code == 200, response.text
+    yield STRICT
+    torchserve.management("DELETE", f"/models/{STRICT}")
+
+
+def test_one_dynamic_batch_answers_each_item_with_its_own_status(torchserve, strict_model, val_images):
+    """Good slices, bad bodies and a non-MRI picture in one batch: each gets its own status, and the good
+    ones the very answer they get alone (a bad neighbour must neither fail nor shift them)."""
+    good = [val_images[name][0].read_bytes() for name in ("glioma", "pituitary", "meningioma", "notumor")]
+    truncated = val_images["glioma"][1].read_bytes()
+    cases = [(good[0], 200, None), (b"", 400, "empty_input"), (b"%PDF-1.4 not an image", 415, "unsupported_type"),
+             (good[1], 200, None), (truncated[: len(truncated) // 2], 422, "corrupt_image"),
+             (encode(noise_image(), "PNG"), 422, "not_mri"), (good[2], 200, None), (good[3], 200, None)]
+    assert len(cases) == STRICT_BATCH
+    ids = [f"mixed-{time.monotonic_ns()}-{i}" for i in range(len(cases))]
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, headers={**OCTET, **torchserve.headers()}) as client:
+            url = f"{torchserve.inference_url}/predictions/{strict_model}"
+            return await asyncio.gather(*(client.post(url, content=body, headers={"X-Request-ID": rid})
+                                          for (body, _, _), rid in zip(cases, ids)))
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [status for _, status, _ in cases], [r.text for r in responses]
+    for (body, status, code), response in zip(cases, responses):
+        if code is not None:
+            assert response.json()["code"] == code and response.json()["error"]
+            continue
+        alone = predict(torchserve, body).json()  # the default model, batched with nobody
+        assert response.json()["label"] == alone["label"]
+        assert response.json()["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-3)
+    batch_line = wait_for(lambda: next((line for line in (torchserve.home / "logs" / "model_log.log").read_text()
+                                        .splitlines() if ids[0] in line), None), timeout=30)
+    assert all(rid in batch_line for rid in ids), "the 8 requests were not answered as one batch"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deps import needs
 
 from neuroscan.classes import CLASSES
 from training.data import IMAGE_SUFFIXES
@@ -22,7 +23,7 @@ from training.dedup import (
 from training.split import Split, load_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri/Training"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"dataset not found at {DATA}")
+needs_data = needs(DATA.is_dir(), f"dataset not found at {DATA}")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from deps import needs
 
 from neuroscan.model import load_trained_model
 from neuroscan.weights import load_weights
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/brain-tumor-mri/Training"
 TINY = ["--limit", "8", "--batch-size", "4", "--workers", "0", "--no-progress"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"dataset not found at {DATA}")
+pytestmark = needs(DATA.is_dir(), f"dataset not found at {DATA}")
 
 
 def train(out: Path, *args: str) -> None:

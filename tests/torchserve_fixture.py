@@ -5,6 +5,7 @@ It runs in its own directory with its own ports (not 8080-8082, so it coexists w
 own logs, and is stopped with ``torchserve --stop`` so Java and the workers go with it.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +89,19 @@ def torchserve_env(home: Path, repo: Path = REPO) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def torchserve(tmp_path_factory) -> TorchServe:
+def torchserve(tmp_path_factory) -> Iterator[TorchServe]:
+    with running_torchserve(tmp_path_factory.mktemp("torchserve")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_torchserve(home: Path, base: str | None = None) -> Iterator[TorchServe]:
+    """A TorchServe in ``home`` on free ports, from ``base`` (default config/config.properties), READY."""
     if not MAR.exists():
         pytest.fail(f"{MAR} is missing: run `make archive` (make test does)")
-    home = tmp_path_factory.mktemp("torchserve")
     (home / "tmp").mkdir()
     ports = free_ports(5)
-    config = write_config(home, ports)
+    config = write_config(home, ports, base)
     store = home / "model_store"  # private, so tests can add versions without touching the repo
     env = start_torchserve(home, config, store, models="brain_tumor=brain_tumor.mar")
     server = TorchServe(*(f"http://127.0.0.1:{p}" for p in ports[:3]), key_file=home / "key_file.json", home=home)
@@ -104,12 +112,21 @@ def torchserve(tmp_path_factory) -> TorchServe:
         stop_torchserve(home, env)
 
 
+def restart_torchserve(server: TorchServe) -> None:
+    """Stop ``server`` and start it again on the same ports and directory (new keys), until READY."""
+    env = torchserve_env(server.home)
+    stop_torchserve(server.home, env)
+    start_torchserve(server.home, server.home / "config.properties", server.home / "model_store",
+                     models="brain_tumor=brain_tumor.mar")
+    wait_ready(server.management_url, server.model_name, server.key_file, timeout=240)
+
+
 def start_torchserve(home: Path, config: Path, store: Path, models: str | None = None, mar: Path = MAR,
                      repo: Path = REPO) -> dict[str, str]:
     """``torchserve --start`` in ``home`` with the archive ``mar`` (built in ``repo``) copied into
     ``store``; returns its environment."""
     env = torchserve_env(home, repo)
-    store.mkdir()
+    store.mkdir(exist_ok=True)
     shutil.copy(mar, store / mar.name)
     command = [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config), "--model-store", str(store),
                *(["--models", models] if models else [])]

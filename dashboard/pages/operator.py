@@ -1,9 +1,10 @@
-"""Operator page (admin role): model versions and workers, scaling, default version, live metrics."""
+"""Operator page (admin role): model versions and workers, scaling, default version, TorchServe's keys, live
+metrics."""
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nicegui import ui
@@ -29,6 +30,7 @@ async def operator_page() -> None:
                 .props('role="alert"').mark("forbidden")
             return
         await _models_panel()
+        _keys_panel()
         _charts_panel()
         _counters_panel()
 
@@ -100,6 +102,45 @@ def _version_row(entry: dict[str, Any], default: str, act: Callable[..., Awaitab
         ui.button(icon="add", on_click=lambda: act(lambda: client.scale(version, count + 1),
                                                    f"Version {version} scaled to {count + 1} worker(s).")) \
             .props(f'flat aria-label="One worker more for version {version}"').mark(f"scale-up-{version}")
+
+
+def _keys_panel() -> None:
+    """When TorchServe's keys expire; the dashboard renews them itself, the button does it at once."""
+    client = services().torchserve
+    settings = services().settings
+
+    @ui.refreshable
+    def expiry() -> None:
+        expires = client.key_expiry()
+        for api in ("inference", "management"):
+            ui.label(f"{api.capitalize()} key: {_expiry_words(expires.get(api))}").mark(f"key-expiry-{api}")
+
+    async def renew() -> None:
+        renewed = await client.renew_keys()
+        ui.notify("Both keys renewed." if renewed else "TorchServe did not renew the keys: see the dashboard log.",
+                  type="positive" if renewed else "negative")
+        expiry.refresh()
+
+    with ui.card().classes("w-full"):
+        with ui.row().classes("w-full items-center"):
+            ui.label("TorchServe keys").classes("text-lg font-semibold")
+            ui.space()
+            ui.button("Renew now", icon="key", on_click=renew).props("flat").mark("renew-keys")
+        expiry()
+        ui.label(f"Renewed automatically when less than {settings.key_renew_margin_s / 60:.0f} min are left "
+                 f"(key file {settings.key_file}).").classes("text-sm")
+        ui.timer(settings.status_refresh_s, expiry.refresh)
+
+
+def _expiry_words(at: datetime | None) -> str:
+    """``expires 2026-12-02 09:37 UTC (in 23 h 59 min)``, or why there is no date."""
+    if at is None:
+        return "no expiry known (key file missing or token authorization off)"
+    left = int((at - datetime.now(UTC)).total_seconds())
+    when = at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if left <= 0:
+        return f"expired at {when}"
+    return f"expires {when} (in {left // 3600} h {left % 3600 // 60} min)"
 
 
 def _charts_panel() -> None:
