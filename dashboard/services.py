@@ -5,11 +5,13 @@ Like FastAPI's shared dependencies: pages stay thin and never build their own cl
 
 from dataclasses import dataclass
 
+from dashboard.audit import AuditLog
 from dashboard.auth import AccountStore
 from dashboard.client import TorchServeClient
 from dashboard.metrics import DashboardMetrics
 from dashboard.settings import Settings
 from dashboard.store import CaseStore
+from dashboard.throttle import SignInThrottle, ThrottlePolicy
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Services:
     cases: CaseStore
     torchserve: TorchServeClient
     metrics: DashboardMetrics
+    audit: AuditLog
+    sign_in_throttle: SignInThrottle
 
 
 _current: list[Services] = []
@@ -34,6 +38,9 @@ def init_services(settings: Settings) -> Services:
         cases=CaseStore(settings.database),
         torchserve=TorchServeClient(settings),
         metrics=DashboardMetrics(),
+        audit=AuditLog(settings.database),
+        sign_in_throttle=SignInThrottle(_sign_in_policy(settings, settings.sign_in_account_lock_after),
+                                        _sign_in_policy(settings, settings.sign_in_client_lock_after)),
     )
     _current[:] = [built]
     return built
@@ -44,3 +51,9 @@ def services() -> Services:
     if not _current:
         raise RuntimeError("dashboard services are not initialised; start the app with dashboard.app.main()")
     return _current[0]
+
+
+def _sign_in_policy(settings: Settings, lock_after: int) -> ThrottlePolicy:
+    return ThrottlePolicy(free_failures=settings.sign_in_free_failures, delay_s=settings.sign_in_delay_s,
+                          max_delay_s=settings.sign_in_max_delay_s, lock_after=lock_after,
+                          lock_s=settings.sign_in_lock_minutes * 60, window_s=settings.sign_in_window_minutes * 60)

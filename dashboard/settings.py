@@ -41,6 +41,13 @@ class Settings:
     status_refresh_s: float
     metrics_refresh_s: float
     metrics_history_points: int
+    sign_in_free_failures: int
+    sign_in_delay_s: float
+    sign_in_max_delay_s: float
+    sign_in_account_lock_after: int
+    sign_in_client_lock_after: int
+    sign_in_lock_minutes: float
+    sign_in_window_minutes: float
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
