@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> Services:
               file=sys.stderr, flush=True)
     app.add_middleware(AuthMiddleware)
     app.on_shutdown(shared.torchserve.aclose)
+    app.on_shutdown(shared.pacs.aclose)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -3,15 +3,18 @@
 Like FastAPI's shared dependencies: pages stay thin and never build their own clients or stores.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from dashboard.audit import AuditLog
 from dashboard.auth import AccountStore
 from dashboard.client import TorchServeClient
 from dashboard.metrics import DashboardMetrics
+from dashboard.pacs import Pacs
 from dashboard.settings import Settings
 from dashboard.store import CaseStore
 from dashboard.throttle import SignInThrottle, ThrottlePolicy
+from neuroscan.study_results import StudyResults
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Services:
     metrics: DashboardMetrics
     audit: AuditLog
     sign_in_throttle: SignInThrottle
+    pacs: Pacs
+    study_results: StudyResults
 
 
 _current: list[Services] = []
@@ -41,6 +46,8 @@ def init_services(settings: Settings) -> Services:
         audit=AuditLog(settings.database),
         sign_in_throttle=SignInThrottle(_sign_in_policy(settings, settings.sign_in_account_lock_after),
                                         _sign_in_policy(settings, settings.sign_in_client_lock_after)),
+        pacs=Pacs(settings),
+        study_results=StudyResults(settings.study_results_database),
     )
     _current[:] = [built]
     return built
@@ -50,6 +57,12 @@ def services() -> Services:
     """The shared objects of the running app."""
     if not _current:
         raise RuntimeError("dashboard services are not initialised; start the app with dashboard.app.main()")
+    return _current[0]
+
+
+def replace_services(**changes: Any) -> Services:
+    """Swap some shared objects of the running app (tests put a stand-in PACS here)."""
+    _current[:] = [replace(services(), **changes)]
     return _current[0]
 
 

@@ -48,6 +48,12 @@ class Settings:
     sign_in_client_lock_after: int
     sign_in_lock_minutes: float
     sign_in_window_minutes: float
+    pacs_url: str
+    pacs_credentials_file: Path
+    pacs_timeout_s: float
+    study_results_database: Path
+    worklist_limit: int
+    show_patient_name: bool
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -68,4 +74,6 @@ def _convert(kind: type, value: object) -> object:
     if kind is Path:
         path = Path(str(value))
         return path if path.is_absolute() else REPO_ROOT / path
+    if kind is bool and isinstance(value, str):  # bool("false") would be True
+        return value.strip().lower() in {"1", "true", "yes", "on"}
     return kind(value)

@@ -52,7 +52,7 @@ def accounts_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_template: Path) -> DashboardEnv:
-    """Settings for one test; TorchServe points at a closed port until ``served`` says otherwise."""
+    """Settings for one test; TorchServe and the PACS point at a closed port until a test says otherwise."""
     from ops_fixtures import (
         free_port,  # imported late: it is a plugin registered after this one
     )
@@ -69,6 +69,9 @@ def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_temp
         "MANAGEMENT_URL": closed,
         "METRICS_URL": closed,
         "CONNECT_TIMEOUT_S": "1",
+        "STUDY_RESULTS_DATABASE": tmp_path / "results.sqlite3",
+        "PACS_URL": closed,
+        "PACS_CREDENTIALS_FILE": tmp_path / "no_pacs_credentials.json",
     }.items():
         monkeypatch.setenv(f"NEUROSCAN_{key}", str(value))
     monkeypatch.delenv("NEUROSCAN_ADMIN_PASSWORD", raising=False)

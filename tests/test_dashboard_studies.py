@@ -1,0 +1,200 @@
+"""The studies worklist and the study page, on results written as the PACS worker writes them."""
+
+from datetime import date
+
+import pytest
+from dashboard_fixtures import (
+    CLINICIAN,
+    count,
+    dicom_file,
+    eventually,
+    sign_in,
+    texts,
+    upload,
+)
+from nicegui import ui
+from nicegui.testing import User
+from study_fixtures import FakePacs, make_study
+
+from dashboard.services import replace_services, services
+from dashboard.study_view import slice_infos, strip_chart
+from dashboard.worklist import WorklistFilter, matches, worklist
+from neuroscan.study_results import StudyResult, StudyResults
+
+GLIOMA_RUN = [("notumor", 0.95), ("notumor", 0.9), ("glioma", 0.9), ("glioma", 0.85), ("notumor", 0.7),
+              ("notumor", 0.95)]
+
+
+def _studies(results) -> dict[str, object]:
+    """Six studies, one per triage group, dated so newest-first within a group is visible."""
+    return {
+        "glioma-old": make_study(results, GLIOMA_RUN[:4], date="20261128", accession="ACC-GLIOMA-OLD"),
+        "notumor": make_study(results, [("notumor", 0.97)] * 3, date="20261130", accession="ACC-NOTUMOR"),
+        "inconclusive": make_study(results, [("notumor", 0.9)] * 3, date="20261129", accession="ACC-INCONCL",
+                                   out_of_domain=frozenset({0, 1})),
+        "waiting": make_study(results, None, date="20261130", accession="ACC-WAITING"),
+        "pituitary": make_study(results, [("pituitary", 0.9), ("pituitary", 0.8)], date="20261130",
+                                accession="ACC-PITUITARY"),
+        "failed": make_study(results, [("notumor", 0.9)], date="20261127", accession="ACC-FAILED", status="failed"),
+    }
+
+
+def test_worklist_puts_suspected_tumours_first_then_newest() -> None:
+    studies = [{"StudyInstanceUID": uid, "StudyDate": day} for uid, day in
+               (("a", "20261101"), ("b", "20261103"), ("c", "20261102"), ("d", "20261104"), ("e", "2026-11-05"))]
+
+    results = {uid: StudyResult(uid, "1", "x", status, verdict, [], [], "") for uid, status, verdict in
+               (("a", "done", "glioma"), ("b", "done", "notumor"), ("c", "done", "meningioma"),
+                ("d", "pending", None))}
+    rows = worklist(studies, results)
+    assert [r.study_uid for r in rows] == ["c", "a", "d", "e", "b"]  # e: waiting, its malformed date sorts last
+    assert rows[3].study_date is None and rows[3].status == "waiting"
+    since = WorklistFilter(since=date(2026, 11, 2))
+    assert [r.study_uid for r in rows if matches(r, since)] == ["c", "d", "b"]
+    assert [r.study_uid for r in rows if matches(r, WorklistFilter(status="suspected"))] == ["c", "a"]
+    assert all(r.patient_name is None for r in rows)
+
+
+def test_strip_chart_marks_key_slices_and_the_current_one(tmp_path) -> None:
+    results = StudyResults(tmp_path / "results.sqlite3")
+    made = make_study(results, GLIOMA_RUN, out_of_domain=frozenset({5}))
+    series = results.study(made.study_uid).series[0]
+    slices = slice_infos(series)
+    assert [s.key for s in slices] == [False, False, True, True, False, False]
+    assert [s.tumour_probability for s in slices] == pytest.approx([0.05, 0.1, 0.9667, 0.95, 0.3, 0.05], abs=1e-4)
+    assert slices[5].note == "outside the validated domain" and slices[0].note is None
+    options = strip_chart(slices, current=3)
+    points = options["series"][0]["data"]
+    assert [p["itemStyle"]["color"] for p in points] == ["#1e3a8a"] * 2 + ["#b91c1c"] * 2 + ["#1e3a8a", "#94a3b8"]
+    assert options["series"][0]["markLine"]["data"] == [{"xAxis": "4"}]
+
+
+@pytest.mark.asyncio
+async def test_worklist_order_filters_and_no_patient_name(user: User) -> None:
+    made = _studies(services().study_results)
+    pacs = FakePacs(*made.values())
+    replace_services(pacs=pacs)
+    await sign_in(user, CLINICIAN, "/studies")
+    await user.should_see("6 studies")
+    assert _accessions(user) == ["ACC-PITUITARY", "ACC-GLIOMA-OLD", "ACC-INCONCL", "ACC-FAILED", "ACC-WAITING",
+                                 "ACC-NOTUMOR"]
+    assert texts(user, "verdict-badge")[:3] == ["Suspected pituitary tumour", "Suspected glioma", "Inconclusive"]
+    await user.should_not_see("Test^Patient")
+    assert pacs.asked_for_names == [False]  # the name is not even fetched
+
+    user.find(marker="worklist-status").click()
+    user.find("Suspected tumour").click()
+    user.find(marker="worklist-search").click()
+    await user.should_see("2 studies")
+    assert _accessions(user) == ["ACC-PITUITARY", "ACC-GLIOMA-OLD"]
+
+    user.find(marker="worklist-status").click()
+    user.find("All studies").click()
+    user.find(marker="worklist-since").type("2026-11-30")
+    user.find(marker="worklist-search").click()
+    await user.should_see("3 studies")
+    assert _accessions(user) == ["ACC-PITUITARY", "ACC-WAITING", "ACC-NOTUMOR"]
+
+
+@pytest.fixture
+def names_shown(dashboard_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site that chose to show patients' names (request it before ``user``)."""
+    monkeypatch.setenv("NEUROSCAN_SHOW_PATIENT_NAME", "true")
+
+
+@pytest.mark.asyncio
+async def test_worklist_shows_patient_name_only_when_configured(names_shown, user: User) -> None:
+    pacs = FakePacs(make_study(services().study_results, GLIOMA_RUN))
+    replace_services(pacs=pacs)
+    await sign_in(user, CLINICIAN, "/studies")
+    await user.should_see("Test^Patient - MR BRAIN")
+    assert pacs.asked_for_names == [True]
+
+
+@pytest.mark.asyncio
+async def test_worklist_explains_an_unreachable_pacs(user: User) -> None:
+    await sign_in(user, CLINICIAN, "/studies")
+    await user.should_see(marker="worklist-error")
+    await user.should_see("The PACS cannot be reached")
+
+
+@pytest.mark.asyncio
+async def test_study_page_scrolls_slices_toggles_heatmap_and_keeps_the_review(user: User) -> None:
+    made = make_study(services().study_results, GLIOMA_RUN, out_of_domain=frozenset({5}))
+    replace_services(pacs=FakePacs(made))
+    await sign_in(user, CLINICIAN, f"/studies/{made.study_uid}")
+    await user.should_see("Suspected glioma")
+    await user.should_see("Slice 3 of 6")  # opens on the first key slice
+    await user.should_see("Slice 3: Glioma, tumour probability 97%; a key slice.")
+    view, heatmap = _element(user, "slice-view"), _element(user, "slice-heatmap")
+    await eventually(lambda: view.props.get("src", "").startswith("data:image/png"), timeout=20)
+    assert heatmap.props["src"].startswith("data:image/png") and heatmap.visible
+
+    user.find(marker="slice-heatmap-toggle").click()
+    assert not heatmap.visible
+    user.find(marker="slice-heatmap-toggle").click()
+    assert heatmap.visible
+
+    first_src = view.props["src"]
+    _press(user, "ArrowDown")
+    await user.should_see("Slice 4 of 6")
+    _press(user, "ArrowDown")
+    await user.should_see("Slice 5 of 6")
+    await eventually(lambda: view.props["src"] != first_src, timeout=20)
+    await eventually(lambda: not heatmap.visible, timeout=5)  # slice 5 has no heatmap: nothing tumour-like
+    user.find(marker="slice-next").click()
+    await user.should_see("Slice 6: No tumour, tumour probability 5%; did not count (outside the validated domain).")
+    user.find(marker="slice-next").click()  # the last slice: stays
+    await user.should_see("Slice 6 of 6")
+    _press(user, "ArrowUp")
+    await user.should_see("Slice 5 of 6")
+    assert _element(user, "strip-chart").options["series"][0]["markLine"]["data"] == [{"xAxis": "5"}]
+
+    await user.should_see("Not reviewed yet.")
+    user.find(marker="study-corrected").click()
+    user.find("Meningioma").click()
+    user.find(marker="study-correct").click()
+    await user.should_see("Corrected to Meningioma by clinician")
+    assert services().study_results.feedback(made.study_uid)[-1] | {"created_at": None} == {
+        "username": CLINICIAN[0], "agrees": False, "corrected_label": "meningioma", "created_at": None}
+    assert [(e.action, e.target) for e in services().audit.recent()][:2] == [
+        ("review_study", f"study {made.study_uid}"), ("open_study", f"study {made.study_uid}")]
+
+
+@pytest.mark.asyncio
+async def test_study_not_yet_analysed_says_so_and_is_audited(user: User) -> None:
+    await sign_in(user, CLINICIAN, "/studies/1.2.3.4")
+    await user.should_see(marker="study-not-analysed")
+    assert count(user, "slice-box") == 0
+    assert services().audit.recent()[0].target == "study 1.2.3.4"
+
+
+def _accessions(user: User) -> list[str]:
+    return [text.split("accession ")[1].split(" |")[0] for text in texts(user, "study-details")]
+
+
+def _element(user: User, marker: str) -> ui.element:
+    return next(iter(user.find(marker=marker).elements))
+
+
+def _press(user: User, key: str) -> None:
+    """A key press as the browser's keyboard element reports it."""
+    user.find(kind=ui.keyboard).trigger("key", {"action": "keydown", "repeat": False, "altKey": False,
+                                                "ctrlKey": False, "metaKey": False, "shiftKey": False,
+                                                "key": key, "code": key, "location": 0})
+
+
+@pytest.mark.asyncio
+async def test_new_case_upload_can_store_its_dicom_files_in_the_pacs(user: User) -> None:
+    pacs = FakePacs()
+    replace_services(pacs=pacs)
+    await sign_in(user, CLINICIAN)
+    dicom = dicom_file().read_bytes()
+    await upload(user, ("scan.dcm", dicom), ("notes.txt", b"not an image"))
+    await user.should_see("Unsupported file type", retries=20)
+    assert pacs.stored == []  # not asked to
+
+    user.find(marker="store-in-pacs").click()
+    await upload(user, ("scan.dcm", dicom), ("notes.txt", b"not an image"))
+    await user.should_see("1 DICOM file stored in the PACS", retries=20)
+    assert pacs.stored == [[dicom]]  # the DICOM file only, byte for byte
