@@ -17,7 +17,12 @@ from neuroscan.study_results import StudyResult
 
 WAITING = "waiting"  # in the PACS, not yet seen by the worker
 STATUS_NAMES: dict[str, str] = {WAITING: "Not analysed yet", "pending": "Analysing", "done": "Analysed",
-                                "failed": "Analysis failed"}
+                                "not_analysed": "Nothing to analyse", "failed": "Analysis failed"}
+
+
+def status_name(status: str) -> str:
+    """The words for an analysis status (a status a newer worker invents is shown as it is)."""
+    return STATUS_NAMES.get(status, status)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class WorklistRow:
 
     @property
     def triage_rank(self) -> int:
-        """0 suspected tumour, 1 inconclusive, 2 failed, 3 waiting or analysing, 4 no tumour."""
+        """0 suspected tumour, 1 inconclusive, 2 failed, 3 waiting, analysing or no MR series, 4 no tumour."""
         if self.status == "done" and self.verdict in TUMOUR_CLASSES:
             return 0
         if self.status == "done" and self.verdict == INCONCLUSIVE:

@@ -38,6 +38,7 @@ class DashboardEnv:
     root: Path
     database: Path
     accounts: Path
+    study_results: Path
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +76,7 @@ def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_temp
     }.items():
         monkeypatch.setenv(f"NEUROSCAN_{key}", str(value))
     monkeypatch.delenv("NEUROSCAN_ADMIN_PASSWORD", raising=False)
-    return DashboardEnv(tmp_path, tmp_path / "cases.sqlite3", accounts)
+    return DashboardEnv(tmp_path, tmp_path / "cases.sqlite3", accounts, tmp_path / "results.sqlite3")
 
 
 @pytest.fixture
@@ -86,6 +87,14 @@ def served(dashboard_env: DashboardEnv, torchserve, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NEUROSCAN_METRICS_URL", torchserve.metrics_url)
     monkeypatch.setenv("NEUROSCAN_KEY_FILE", str(torchserve.key_file))
     monkeypatch.setenv("NEUROSCAN_MODEL_NAME", torchserve.model_name)
+    return dashboard_env
+
+
+@pytest.fixture
+def pacs_connected(dashboard_env: DashboardEnv, orthanc, monkeypatch: pytest.MonkeyPatch) -> DashboardEnv:
+    """Point the dashboard at the session's real Orthanc (request it before ``user``)."""
+    monkeypatch.setenv("NEUROSCAN_PACS_URL", orthanc.url)
+    monkeypatch.setenv("NEUROSCAN_PACS_CREDENTIALS_FILE", str(orthanc.credentials_file))
     return dashboard_env
 
 

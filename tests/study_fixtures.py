@@ -6,12 +6,15 @@ rule (``neuroscan.study``), and the tumour slices get a heatmap. :class:`FakePac
 the dashboard's PACS connection where a test needs no real Orthanc.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import httpx
 from dashboard_fixtures import mri_image
 from dicom_series import mr_series, study_attributes, to_bytes
 from PIL import Image, ImageDraw
+from pydicom import Dataset
 
 from dashboard.images import png_bytes
 from neuroscan.classes import CLASSES
@@ -19,17 +22,24 @@ from neuroscan.study import SliceAnswer, aggregate_series, aggregate_study
 from neuroscan.study_results import StudyResults
 
 MODEL_VERSION = "1.1.0"
+# Six slices, a glioma on the third and fourth (the key slices), nothing elsewhere.
+GLIOMA_RUN = [("notumor", 0.95), ("notumor", 0.9), ("glioma", 0.9), ("glioma", 0.85), ("notumor", 0.7),
+              ("notumor", 0.95)]
 
 
 @dataclass
 class MadeStudy:
-    """A study in the results store and the PACS's view of it (QIDO attributes, instance files by Orthanc id)."""
+    """A study's instances and its QIDO-RS attributes; ``verdict`` and ``key_slices`` once analysed."""
 
     study_uid: str
-    verdict: str
-    key_slices: list[int]
     qido: dict[str, Any]
-    files: dict[str, bytes] = field(default_factory=dict)
+    datasets: list[Dataset]
+    verdict: str = ""
+    key_slices: list[int] = field(default_factory=list)
+
+    def files(self) -> dict[str, bytes]:
+        """Part 10 bytes by SOPInstanceUID."""
+        return {ds.SOPInstanceUID: to_bytes(ds) for ds in self.datasets}
 
 
 def answer(instance_uid: str, label: str, p: float, in_domain: bool = True) -> SliceAnswer:
@@ -45,35 +55,52 @@ def red_heatmap() -> bytes:
     return png_bytes(image)
 
 
-def make_study(results: StudyResults, calls: list[tuple[str, float]] | None, *, date: str = "20261130",
-               accession: str = "ACC0001", description: str = "MR BRAIN", status: str = "done",
-               out_of_domain: frozenset[int] = frozenset()) -> MadeStudy:
-    """One MR series whose slice k the model called ``calls[k]``; ``calls=None`` leaves the study unanalysed."""
+def mr_study(slices: int, *, date: str = "20261130", accession: str = "ACC0001",
+             description: str = "MR BRAIN") -> MadeStudy:
+    """One axial MR series of ``slices`` real training slices (a made-up patient, ``Test^Patient``)."""
     attributes = study_attributes(accession, description)
     attributes.StudyDate = date
-    slices = mr_series(attributes, [mri_image("notumor", k) for k in range(len(calls or [None]))])
+    datasets = mr_series(attributes, [mri_image("notumor", k) for k in range(slices)])
     qido = {"StudyInstanceUID": attributes.StudyInstanceUID, "StudyDate": date, "StudyTime": "101500",
             "StudyDescription": description, "AccessionNumber": accession, "ModalitiesInStudy": "MR",
-            "NumberOfStudyRelatedSeries": 1, "NumberOfStudyRelatedInstances": len(slices),
+            "NumberOfStudyRelatedSeries": 1, "NumberOfStudyRelatedInstances": slices,
             "PatientName": str(attributes.PatientName)}
-    made = MadeStudy(attributes.StudyInstanceUID, "", [], qido,
-                     {f"orthanc-{ds.SOPInstanceUID}": to_bytes(ds) for ds in slices})
-    if calls is None:
-        return made
-    series_uid = slices[0].SeriesInstanceUID
+    return MadeStudy(attributes.StudyInstanceUID, qido, datasets)
+
+
+def fake_orthanc_id(instance_uid: str) -> str:
+    return f"orthanc-{instance_uid}"
+
+
+def record_analysis(results: StudyResults, made: MadeStudy, calls: list[tuple[str, float]], *,
+                    status: str = "done", out_of_domain: frozenset[int] = frozenset(),
+                    orthanc_id: Callable[[str], str] = fake_orthanc_id) -> MadeStudy:
+    """Write what the worker would for slice k called ``calls[k]``: series rows, heatmaps, study verdict."""
+    series_uid = made.datasets[0].SeriesInstanceUID
     answers = [answer(ds.SOPInstanceUID, label, p, k not in out_of_domain)
-               for k, (ds, (label, p)) in enumerate(zip(slices, calls))]
+               for k, (ds, (label, p)) in enumerate(zip(made.datasets, calls))]
     verdict = aggregate_series(series_uid, answers)
     results.start_series(made.study_uid, series_uid, MODEL_VERSION)
     heatmaps = {a.instance_uid: red_heatmap() for a in answers if a.label != "notumor"}
-    stored = [asdict(a) | {"orthanc_id": f"orthanc-{a.instance_uid}"} for a in answers]
+    rows = [{"orthanc_id": orthanc_id(a.instance_uid), **asdict(a)} for a in answers]
+    summary = verdict.to_dict() | {"description": "AX T1 POST", "number": 1}
     results.finish_series(series_uid, MODEL_VERSION, status, verdict.verdict if status == "done" else None,
-                          verdict.to_dict(), stored, heatmaps)
+                          summary, rows, heatmaps)
     made.verdict = aggregate_study([verdict]) if status == "done" else ""
     made.key_slices = verdict.key_slices
-    results.save_study(made.study_uid, MODEL_VERSION, f"orthanc-study-{accession}", status,
+    results.save_study(made.study_uid, MODEL_VERSION, f"orthanc-study-{made.study_uid}", status,
                        made.verdict or None, [])
     return made
+
+
+def make_study(results: StudyResults, calls: list[tuple[str, float]] | None, *, date: str = "20261130",
+               accession: str = "ACC0001", status: str = "done",
+               out_of_domain: frozenset[int] = frozenset()) -> MadeStudy:
+    """A study of ``len(calls)`` slices analysed as ``calls`` says (``None``: one slice, not analysed yet)."""
+    made = mr_study(len(calls or [None]), date=date, accession=accession)
+    if calls is None:
+        return made
+    return record_analysis(results, made, calls, status=status, out_of_domain=out_of_domain)
 
 
 class FakePacs:
@@ -89,7 +116,7 @@ class FakePacs:
         return [{k: v for k, v in s.qido.items() if include_patient_name or k != "PatientName"} for s in self.studies]
 
     async def instance_file(self, orthanc_id: str) -> bytes:
-        return next(s.files[orthanc_id] for s in self.studies if orthanc_id in s.files)
+        return next(data for s in self.studies for uid, data in s.files().items() if fake_orthanc_id(uid) == orthanc_id)
 
     async def store(self, files: list[bytes]) -> dict[str, Any]:
         self.stored.append(files)
@@ -97,3 +124,18 @@ class FakePacs:
 
     async def aclose(self) -> None:
         pass
+
+
+def store_in_orthanc(orthanc, made: MadeStudy) -> dict[str, str]:
+    """Store the study's files through Orthanc's REST API; Orthanc's instance ids by SOPInstanceUID."""
+    return {uid: httpx.post(f"{orthanc.url}/instances", content=data, auth=orthanc.auth, timeout=30)
+            .raise_for_status().json()["ID"] for uid, data in made.files().items()}
+
+
+def orthanc_ids(orthanc, made: MadeStudy) -> dict[str, str]:
+    """Orthanc's instance ids of a study stored some other way (by SOPInstanceUID)."""
+    found = {}
+    for uid in made.files():
+        answer = httpx.post(f"{orthanc.url}/tools/lookup", content=uid, auth=orthanc.auth, timeout=30)
+        found[uid] = next(item["ID"] for item in answer.raise_for_status().json() if item["Type"] == "Instance")
+    return found

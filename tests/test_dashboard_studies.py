@@ -1,5 +1,6 @@
 """The studies worklist and the study page, on results written as the PACS worker writes them."""
 
+import time
 from datetime import date
 
 import pytest
@@ -14,15 +15,19 @@ from dashboard_fixtures import (
 )
 from nicegui import ui
 from nicegui.testing import User
-from study_fixtures import FakePacs, make_study
+from study_fixtures import (
+    GLIOMA_RUN,
+    FakePacs,
+    make_study,
+    mr_study,
+    orthanc_ids,
+    record_analysis,
+)
 
 from dashboard.services import replace_services, services
 from dashboard.study_view import slice_infos, strip_chart
 from dashboard.worklist import WorklistFilter, matches, worklist
 from neuroscan.study_results import StudyResult, StudyResults
-
-GLIOMA_RUN = [("notumor", 0.95), ("notumor", 0.9), ("glioma", 0.9), ("glioma", 0.85), ("notumor", 0.7),
-              ("notumor", 0.95)]
 
 
 def _studies(results) -> dict[str, object]:
@@ -198,3 +203,38 @@ async def test_new_case_upload_can_store_its_dicom_files_in_the_pacs(user: User)
     await upload(user, ("scan.dcm", dicom), ("notes.txt", b"not an image"))
     await user.should_see("1 DICOM file stored in the PACS", retries=20)
     assert pacs.stored == [[dicom]]  # the DICOM file only, byte for byte
+
+
+@pytest.mark.asyncio
+async def test_real_orthanc_stores_an_upload_lists_it_and_serves_its_slices(pacs_connected, orthanc,
+                                                                            user: User) -> None:
+    made = mr_study(4, accession=f"REAL{time.monotonic_ns() % 10**8}")
+    await sign_in(user, CLINICIAN)
+    user.find(marker="store-in-pacs").click()
+    await upload(user, *[(f"slice{k}.dcm", data) for k, data in enumerate(made.files().values())])
+    await user.should_see("4 DICOM files stored in the PACS", retries=100)
+
+    await user.open("/studies")  # QIDO-RS of the real PACS: there, not analysed yet
+    await user.should_see(f"accession {made.qido['AccessionNumber']} | MR | 1 series, 4 slices")
+    assert _row_status(user, made) == "Not analysed yet"
+    await user.should_not_see("Test^Patient")
+
+    ids = orthanc_ids(orthanc, made)
+    record_analysis(services().study_results, made, GLIOMA_RUN[:4], orthanc_id=ids.__getitem__)
+    await user.open("/studies")
+    await user.should_see(f"accession {made.qido['AccessionNumber']}")
+    assert _row_status(user, made) == "Analysed: Suspected glioma"
+
+    await user.open(f"/studies/{made.study_uid}")
+    await user.should_see("Slice 3 of 4")
+    view = _element(user, "slice-view")
+    await eventually(lambda: view.props.get("src", "").startswith("data:image/png"), timeout=30)
+    assert view.visible  # decoded from Orthanc's copy of the file
+    await user.should_not_see(marker="slice-missing")
+
+
+def _row_status(user: User, made) -> str:
+    rows = [row for row in user.find(marker="study-row").elements
+            if any(made.qido["AccessionNumber"] in getattr(child, "text", "") for child in row.descendants())]
+    assert len(rows) == 1
+    return next(child.text for child in rows[0].descendants() if "study-status" in child._markers)

@@ -2,10 +2,11 @@
 
 Slices are fetched from the PACS when first shown (a series can hold hundreds) and decoded
 exactly as the model decoded them, so the heatmap, computed on the model's 224-pixel view, lies
-on the same pixels. The mouse wheel over the image, the arrow keys, the buttons, the slider and a
-click on the strip chart all move through the slices; ``h`` toggles the heatmap.
+on the same pixels. The mouse wheel over the image, the arrow keys, the buttons and a click on
+the strip chart all move through the slices; ``h`` toggles the heatmap.
 """
 
+import json
 import logging
 
 from nicegui import run, ui
@@ -48,8 +49,11 @@ class SliceViewer:
                     .classes("w-full h-56").mark("strip-chart")
                 ui.label("Tumour probability (1 - p(no tumour)) per slice; key slices in red, slices that did not "
                          "count in grey. Click a point to go to its slice.").classes("text-xs text-slate-600")
-        # buttons keep the arrow keys working after a click; only typing into fields is left alone
-        ui.keyboard(on_key=self._key, ignore=["input", "select", "textarea"])
+        # buttons keep the arrow keys working after a click; only typing into fields is left alone, and
+        # the keys that move through slices do not scroll the page as well
+        ui.keyboard(on_key=self._key, ignore=["input", "select", "textarea"]) \
+            .on("key", js_handler=f"(e) => {{ if ({json.dumps(sorted(_NEXT_KEYS | _PREVIOUS_KEYS))}.includes(e.key)) "
+                                  "e.event.preventDefault(); }")
 
     def _image_box(self) -> None:
         self.box = ui.element("div").classes("relative w-96 h-96 max-w-full bg-black rounded") \
@@ -75,10 +79,6 @@ class SliceViewer:
                                     on_change=lambda e: self.heatmap.set_visibility(
                                         e.value and self._heatmaps.get(self.index) is not None)) \
                 .mark("slice-heatmap-toggle")
-        self.slider = ui.slider(min=1, max=max(len(self.slices), 1), step=1, value=self.index + 1,
-                                on_change=lambda e: self.show(int(e.value) - 1)) \
-            .props('label aria-label="Slice"').classes("w-96 max-w-full").mark("slice-slider")
-        self.slider.set_enabled(len(self.slices) > 1)
 
     async def step(self, delta: int) -> None:
         """Move ``delta`` slices, stopping at either end."""
@@ -92,7 +92,6 @@ class SliceViewer:
         self.index = index
         info = self.slices[index]
         self.position.text = f"Slice {index + 1} of {len(self.slices)}"
-        self.slider.value = index + 1
         self.info.text = _describe(info)
         self.chart.options["series"][0]["markLine"]["data"] = [{"xAxis": str(index + 1)}]
         self.chart.update()

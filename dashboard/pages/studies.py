@@ -14,6 +14,7 @@ from dashboard.worklist import (
     WorklistFilter,
     WorklistRow,
     matches,
+    status_name,
     worklist,
 )
 
@@ -60,7 +61,7 @@ async def studies_page() -> None:
 
 def _study_row(row: WorklistRow) -> None:
     with ui.row().classes("w-full items-center flex-wrap gap-4 p-2 border rounded").mark("study-row"):
-        verdict_badge(row.verdict if row.status == "done" else None, STATUS_NAMES[row.status])
+        verdict_badge(row.verdict if row.status == "done" else None, status_name(row.status))
         with ui.column().classes("gap-0 min-w-[240px] flex-1"):
             title = row.description or "(no description)"
             if row.patient_name is not None:
@@ -69,7 +70,7 @@ def _study_row(row: WorklistRow) -> None:
             ui.label(f"{row.study_date or 'no date'} | accession {row.accession or '-'} | {row.modalities or '-'} | "
                      f"{_count(row.series, 'series', 'series')}, {_count(row.slices, 'slice', 'slices')}") \
                 .classes("text-sm text-slate-600").mark("study-details")
-        ui.label(STATUS_NAMES[row.status] if row.status != "done" else f"Analysed: {verdict_text(row.verdict)}") \
+        ui.label(status_name(row.status) if row.status != "done" else f"Analysed: {verdict_text(row.verdict)}") \
             .classes("text-sm").mark("study-status")
         ui.link("Open study", f"/studies/{row.study_uid}").props(f'aria-label="Open study {row.accession}"')
 

@@ -7,10 +7,10 @@ from nicegui import run, ui
 from dashboard.findings import DISPLAY_NAMES
 from dashboard.pages.layout import frame
 from dashboard.pages.slice_viewer import SliceViewer
-from dashboard.pages.study_widgets import verdict_badge, verdict_text
+from dashboard.pages.study_widgets import verdict_colour, verdict_text
 from dashboard.services import services
 from dashboard.session import Session, current_session
-from dashboard.worklist import STATUS_NAMES
+from dashboard.worklist import status_name
 from neuroscan.study import INCONCLUSIVE
 from neuroscan.study_results import SeriesResult, StudyResult
 
@@ -41,10 +41,9 @@ async def study_page(study_uid: str) -> None:
 def _verdict_card(result: StudyResult) -> None:
     """The study verdict, what it rests on and what the worker left out, biggest text on the page."""
     with ui.card().classes("w-full").props('role="region" aria-label="Study verdict"').mark("study-verdict"):
-        with ui.row().classes("items-center gap-3"):
-            verdict_badge(result.verdict if result.status == "done" else None, STATUS_NAMES[result.status])
-            ui.label(verdict_text(result.verdict) if result.status == "done" else STATUS_NAMES[result.status]) \
-                .classes("text-2xl font-bold").mark("study-verdict-text")
+        ui.label(verdict_text(result.verdict) if result.status == "done" else status_name(result.status)) \
+            .classes(f"text-2xl font-bold text-{verdict_colour(result.verdict if result.status == 'done' else None)}") \
+            .mark("study-verdict-text")
         ui.label(f"Model version {result.model_version}, analysed {result.updated_at[:16].replace('T', ' ')} UTC") \
             .classes("text-xs text-slate-600")
         for series in result.series:
@@ -53,11 +52,18 @@ def _verdict_card(result: StudyResult) -> None:
             ui.label(note).classes("text-sm text-amber-900").mark("study-note")
 
 
+def _series_name(series: SeriesResult) -> str:
+    """``Series 3 (AX T1 POST)`` as the scanner numbered and described it; the UID only without a number."""
+    number, description = series.summary.get("number"), series.summary.get("description")
+    name = f"Series {number}" if number is not None else f"Series {series.series_uid}"
+    return f"{name} ({description})" if description else name
+
+
 def _series_line(series: SeriesResult) -> str:
     summary: dict[str, Any] = series.summary
     if series.status != "done":
-        return f"Series {series.series_uid}: {STATUS_NAMES.get(series.status, series.status)}."
-    return (f"Series {series.series_uid}: {verdict_text(series.verdict)}; {summary.get('slices', len(series.slices))} "
+        return f"{_series_name(series)}: {status_name(series.status)}."
+    return (f"{_series_name(series)}: {verdict_text(series.verdict)}; {summary.get('slices', len(series.slices))} "
             f"slices, {summary.get('counted', '?')} counted, {summary.get('left_out', 0)} outside the validated "
             f"domain, {summary.get('failed', 0)} unreadable.")
 
@@ -67,7 +73,7 @@ async def _series_viewer(analysed: list[SeriesResult], study_verdict: str | None
     first = next((s for s in analysed if s.verdict == study_verdict), analysed[0])
     with ui.card().classes("w-full").props('role="region" aria-label="Slices"'):
         if len(analysed) > 1:
-            choices = {s.series_uid: f"{verdict_text(s.verdict)} - {s.series_uid}" for s in analysed}
+            choices = {s.series_uid: f"{_series_name(s)}: {verdict_text(s.verdict)}" for s in analysed}
             ui.select(choices, value=first.series_uid, label="Series",
                       on_change=lambda e: viewer.refresh(next(s for s in analysed if s.series_uid == e.value))) \
                 .classes("w-full").mark("series-select")

@@ -16,9 +16,14 @@ def verdict_text(verdict: str | None) -> str:
     return VERDICT_NAMES.get(verdict or "", "No verdict")
 
 
-def verdict_badge(verdict: str | None, otherwise: str) -> ui.badge:
-    """Red for a suspected tumour, amber for inconclusive, green for no tumour, grey (``otherwise``) without one."""
+def verdict_colour(verdict: str | None) -> str:
+    """Quasar's colour for a verdict: red a suspected tumour, amber inconclusive, green no tumour, grey none."""
     if verdict is None:
-        return ui.badge(otherwise, color="grey-7").mark("verdict-badge")
-    colour = "red-9" if verdict in TUMOUR_CLASSES else "green-9" if verdict == NO_TUMOUR else "amber-10"
-    return ui.badge(verdict_text(verdict), color=colour).classes("text-sm").mark("verdict-badge")
+        return "grey-7"
+    return "red-9" if verdict in TUMOUR_CLASSES else "green-9" if verdict == NO_TUMOUR else "amber-10"
+
+
+def verdict_badge(verdict: str | None, otherwise: str) -> ui.badge:
+    """The verdict in its colour, or ``otherwise`` (the analysis status) in grey without one."""
+    text = otherwise if verdict is None else verdict_text(verdict)
+    return ui.badge(text, color=verdict_colour(verdict)).classes("text-sm").mark("verdict-badge")
