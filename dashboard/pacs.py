@@ -14,6 +14,7 @@ from dashboard.settings import Settings
 from neuroscan.pacs_client import PacsClient, PacsError, PacsSettings
 
 log = logging.getLogger(__name__)
+STUDY_DETAILS = ("StudyDate", "StudyDescription", "AccessionNumber")
 
 class PacsFailure(Exception):
     """A PACS call failed; ``message`` is for the clinician, the exception text for the log."""
@@ -32,6 +33,11 @@ class Pacs:
     async def search_studies(self, include_patient_name: bool = False) -> list[dict[str, Any]]:
         """QIDO-RS: the worklist's attributes of (at most ``worklist_limit``) studies."""
         return await self._call("search", lambda c: c.search_studies(self.limit, include_patient_name))
+
+    async def study_details(self, orthanc_id: str) -> dict[str, str]:
+        """A study's date, description and accession (Orthanc keeps the patient's attributes apart)."""
+        tags = (await self._call("study", lambda c: c.study(orthanc_id))).get("MainDicomTags", {})
+        return {key: str(tags[key]) for key in STUDY_DETAILS if tags.get(key)}
 
     async def instance_file(self, orthanc_id: str) -> bytes:
         """One instance's DICOM file (the page decodes it as the model did)."""

@@ -68,8 +68,9 @@ def mr_study(slices: int, *, date: str = "20261130", accession: str = "ACC0001",
     return MadeStudy(attributes.StudyInstanceUID, qido, datasets)
 
 
-def fake_orthanc_id(instance_uid: str) -> str:
-    return f"orthanc-{instance_uid}"
+def fake_orthanc_id(uid: str) -> str:
+    """The stand-in PACS's id of the study or instance with DICOM UID ``uid``."""
+    return f"orthanc-{uid}"
 
 
 def record_analysis(results: StudyResults, made: MadeStudy, calls: list[tuple[str, float]], *,
@@ -88,7 +89,7 @@ def record_analysis(results: StudyResults, made: MadeStudy, calls: list[tuple[st
                           summary, rows, heatmaps)
     made.verdict = aggregate_study([verdict]) if status == "done" else ""
     made.key_slices = verdict.key_slices
-    results.save_study(made.study_uid, MODEL_VERSION, f"orthanc-study-{made.study_uid}", status,
+    results.save_study(made.study_uid, MODEL_VERSION, orthanc_id(made.study_uid), status,
                        made.verdict or None, [])
     return made
 
@@ -115,6 +116,10 @@ class FakePacs:
         self.asked_for_names.append(include_patient_name)
         return [{k: v for k, v in s.qido.items() if include_patient_name or k != "PatientName"} for s in self.studies]
 
+    async def study_details(self, orthanc_id: str) -> dict[str, str]:
+        study = next(s for s in self.studies if fake_orthanc_id(s.study_uid) == orthanc_id)
+        return {key: study.qido[key] for key in ("StudyDate", "StudyDescription", "AccessionNumber")}
+
     async def instance_file(self, orthanc_id: str) -> bytes:
         return next(data for s in self.studies for uid, data in s.files().items() if fake_orthanc_id(uid) == orthanc_id)
 
@@ -126,16 +131,13 @@ class FakePacs:
         pass
 
 
-def store_in_orthanc(orthanc, made: MadeStudy) -> dict[str, str]:
-    """Store the study's files through Orthanc's REST API; Orthanc's instance ids by SOPInstanceUID."""
-    return {uid: httpx.post(f"{orthanc.url}/instances", content=data, auth=orthanc.auth, timeout=30)
-            .raise_for_status().json()["ID"] for uid, data in made.files().items()}
+def store_in_orthanc(orthanc, made: MadeStudy) -> None:
+    """Store the study's files through Orthanc's REST API, as another modality would."""
+    for data in made.files().values():
+        httpx.post(f"{orthanc.url}/instances", content=data, auth=orthanc.auth, timeout=30).raise_for_status()
 
 
-def orthanc_ids(orthanc, made: MadeStudy) -> dict[str, str]:
-    """Orthanc's instance ids of a study stored some other way (by SOPInstanceUID)."""
-    found = {}
-    for uid in made.files():
-        answer = httpx.post(f"{orthanc.url}/tools/lookup", content=uid, auth=orthanc.auth, timeout=30)
-        found[uid] = next(item["ID"] for item in answer.raise_for_status().json() if item["Type"] == "Instance")
-    return found
+def orthanc_id(orthanc, uid: str) -> str:
+    """Orthanc's id of the study or instance whose DICOM UID is ``uid``."""
+    found = httpx.post(f"{orthanc.url}/tools/lookup", content=uid, auth=orthanc.auth, timeout=30)
+    return next(item["ID"] for item in found.raise_for_status().json() if item["Type"] in ("Study", "Instance"))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,13 @@ import pytest
 from browser_fixtures import hottest_red, sign_in, sign_in_and_analyse
 from dashboard_fixtures import CLINICIAN, REPO_ROOT, mri_image
 from ops_fixtures import free_port
-from study_fixtures import GLIOMA_RUN, mr_study, record_analysis, store_in_orthanc
+from study_fixtures import (
+    GLIOMA_RUN,
+    mr_study,
+    orthanc_id,
+    record_analysis,
+    store_in_orthanc,
+)
 
 from neuroscan.study_results import StudyResults
 
@@ -94,15 +101,16 @@ def test_scroll_a_study_with_arrow_keys_and_wheel_and_toggle_its_heatmap(browser
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
     made = mr_study(len(GLIOMA_RUN), accession=f"BRW{time.monotonic_ns() % 10**8}")
-    record_analysis(StudyResults(pacs_connected.study_results), made, GLIOMA_RUN,
-                    orthanc_id=store_in_orthanc(orthanc, made).__getitem__)
+    store_in_orthanc(orthanc, made)
+    record_analysis(StudyResults(pacs_connected.study_results), made, GLIOMA_RUN, orthanc_id=partial(orthanc_id, orthanc))
     sign_in(browser, pacs_dashboard_url, CLINICIAN, f"/studies/{made.study_uid}")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     wait = WebDriverWait(browser, 30)
-    view = browser.find_element(By.CSS_SELECTOR, "img[alt='Slice as seen by the model']")
+    view = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "img[alt='Slice as seen by the model']")))
     heatmap = browser.find_element(By.CSS_SELECTOR, "img[alt='Grad-CAM heatmap of this slice']")
 
     def showing(number: int) -> None:

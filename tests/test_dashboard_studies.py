@@ -2,6 +2,7 @@
 
 import time
 from datetime import date
+from functools import partial
 
 import pytest
 from dashboard_fixtures import (
@@ -20,7 +21,7 @@ from study_fixtures import (
     FakePacs,
     make_study,
     mr_study,
-    orthanc_ids,
+    orthanc_id,
     record_analysis,
 )
 
@@ -129,6 +130,7 @@ async def test_study_page_scrolls_slices_toggles_heatmap_and_keeps_the_review(us
     replace_services(pacs=FakePacs(made))
     await sign_in(user, CLINICIAN, f"/studies/{made.study_uid}")
     await user.should_see("Suspected glioma")
+    await user.should_see("2026-11-30 | MR BRAIN | accession ACC0001")
     await user.should_see("Slice 3 of 6")  # opens on the first key slice
     await user.should_see("Slice 3: Glioma, tumour probability 97%; a key slice.")
     view, heatmap = _element(user, "slice-view"), _element(user, "slice-heatmap")
@@ -219,13 +221,13 @@ async def test_real_orthanc_stores_an_upload_lists_it_and_serves_its_slices(pacs
     assert _row_status(user, made) == "Not analysed yet"
     await user.should_not_see("Test^Patient")
 
-    ids = orthanc_ids(orthanc, made)
-    record_analysis(services().study_results, made, GLIOMA_RUN[:4], orthanc_id=ids.__getitem__)
+    record_analysis(services().study_results, made, GLIOMA_RUN[:4], orthanc_id=partial(orthanc_id, orthanc))
     await user.open("/studies")
     await user.should_see(f"accession {made.qido['AccessionNumber']}")
     assert _row_status(user, made) == "Analysed: Suspected glioma"
 
     await user.open(f"/studies/{made.study_uid}")
+    await user.should_see(f"accession {made.qido['AccessionNumber']}")
     await user.should_see("Slice 3 of 4")
     view = _element(user, "slice-view")
     await eventually(lambda: view.props.get("src", "").startswith("data:image/png"), timeout=30)

@@ -5,6 +5,7 @@ from typing import Any
 from nicegui import run, ui
 
 from dashboard.findings import DISPLAY_NAMES
+from dashboard.pacs import PacsFailure
 from dashboard.pages.layout import frame
 from dashboard.pages.slice_viewer import SliceViewer
 from dashboard.pages.study_widgets import verdict_colour, verdict_text
@@ -30,12 +31,26 @@ async def study_page(study_uid: str) -> None:
                      "study is complete.").props('role="status"').mark("study-not-analysed")
             ui.link("Back to the studies", "/studies")
             return
+        await _study_details(result.orthanc_id)
         _verdict_card(result)
         analysed = [series for series in result.series if series.status == "done" and series.slices]
         if analysed:
             await _series_viewer(analysed, result.verdict)
         if result.status == "done":
             _review_form(result, session, await run.io_bound(shared.study_results.feedback, study_uid))
+
+
+async def _study_details(orthanc_id: str) -> None:
+    """Date, description and accession from the PACS, so the clinician knows which study this is."""
+    try:
+        details = await services().pacs.study_details(orthanc_id)
+    except PacsFailure as exc:
+        ui.label(exc.message).classes("text-sm text-red-800").props('role="alert"').mark("study-details-error")
+        return
+    day = details.get("StudyDate", "")
+    parts = [f"{day[:4]}-{day[4:6]}-{day[6:]}" if len(day) == 8 else day, details.get("StudyDescription", ""),
+             f"accession {details['AccessionNumber']}" if "AccessionNumber" in details else ""]
+    ui.label(" | ".join(part for part in parts if part)).classes("text-base").mark("study-header")
 
 
 def _verdict_card(result: StudyResult) -> None:
