@@ -4,6 +4,7 @@ Like FastAPI's shared dependencies: pages stay thin and never build their own cl
 """
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from dashboard.audit import AuditLog
@@ -29,7 +30,11 @@ class Services:
     audit: AuditLog
     sign_in_throttle: SignInThrottle
     pacs: Pacs
-    study_results: StudyResults
+
+    @cached_property
+    def study_results(self) -> StudyResults:
+        """The PACS worker's results store, opened on first use, so a dashboard deployed without the PACS starts."""
+        return StudyResults(self.settings.study_results_database)
 
 
 _current: list[Services] = []
@@ -47,7 +52,6 @@ def init_services(settings: Settings) -> Services:
         sign_in_throttle=SignInThrottle(_sign_in_policy(settings, settings.sign_in_account_lock_after),
                                         _sign_in_policy(settings, settings.sign_in_client_lock_after)),
         pacs=Pacs(settings),
-        study_results=StudyResults(settings.study_results_database),
     )
     _current[:] = [built]
     return built
