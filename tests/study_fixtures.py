@@ -6,6 +6,7 @@ rule (``neuroscan.study``), and the tumour slices get a heatmap. :class:`FakePac
 the dashboard's PACS connection where a test needs no real Orthanc.
 """
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -68,6 +69,16 @@ def mr_study(slices: int, *, date: str = "20261130", accession: str = "ACC0001",
     return MadeStudy(attributes.StudyInstanceUID, qido, datasets)
 
 
+def second_series(made: MadeStudy, slices: int, description: str = "AX T2 FLAIR") -> MadeStudy:
+    """Another MR series of the same study (the view :func:`record_analysis` takes for one series)."""
+    # a copy: the new instances' elements would otherwise be the first slice's own, and overwrite it
+    datasets = mr_series(copy.deepcopy(made.datasets[0]), [mri_image("glioma", k) for k in range(slices)],
+                         series_number=2, description=description)
+    made.qido["NumberOfStudyRelatedSeries"] += 1
+    made.qido["NumberOfStudyRelatedInstances"] += slices
+    return MadeStudy(made.study_uid, made.qido, datasets)
+
+
 def fake_orthanc_id(uid: str) -> str:
     """The stand-in PACS's id of the study or instance with DICOM UID ``uid``."""
     return f"orthanc-{uid}"
@@ -84,7 +95,8 @@ def record_analysis(results: StudyResults, made: MadeStudy, calls: list[tuple[st
     results.start_series(made.study_uid, series_uid, MODEL_VERSION)
     heatmaps = {a.instance_uid: red_heatmap() for a in answers if a.label != "notumor"}
     rows = [{"orthanc_id": orthanc_id(a.instance_uid), **asdict(a)} for a in answers]
-    summary = verdict.to_dict() | {"description": "AX T1 POST", "number": 1}
+    first = made.datasets[0]
+    summary = verdict.to_dict() | {"description": str(first.SeriesDescription), "number": int(first.SeriesNumber)}
     results.finish_series(series_uid, MODEL_VERSION, status, verdict.verdict if status == "done" else None,
                           summary, rows, heatmaps)
     made.verdict = aggregate_study([verdict]) if status == "done" else ""

@@ -23,6 +23,7 @@ from study_fixtures import (
     mr_study,
     orthanc_id,
     record_analysis,
+    second_series,
 )
 
 from dashboard.services import replace_services, services
@@ -166,6 +167,23 @@ async def test_study_page_scrolls_slices_toggles_heatmap_and_keeps_the_review(us
         "username": CLINICIAN[0], "agrees": False, "corrected_label": "meningioma", "created_at": None}
     assert [(e.action, e.target) for e in services().audit.recent()][:2] == [
         ("review_study", f"study {made.study_uid}"), ("open_study", f"study {made.study_uid}")]
+
+
+@pytest.mark.asyncio
+async def test_study_with_two_series_opens_on_the_one_the_verdict_came_from(user: User) -> None:
+    results = services().study_results
+    first = make_study(results, [("notumor", 0.95), ("notumor", 0.6), ("notumor", 0.9)])
+    flair = record_analysis(results, second_series(first, 4), [("notumor", 0.9), ("notumor", 0.9), ("glioma", 0.8),
+                                                                ("glioma", 0.9)])
+    replace_services(pacs=FakePacs(first, flair))
+    await sign_in(user, CLINICIAN, f"/studies/{first.study_uid}")
+    await user.should_see("Series 1 (AX T1 POST): No tumour; 3 slices, 3 counted")
+    await user.should_see("Series 2 (AX T2 FLAIR): Suspected glioma; 4 slices, 4 counted")
+    await user.should_see("Slice 3 of 4")
+    user.find(marker="series-select").click()
+    user.find("Series 1 (AX T1 POST) - No tumour").click()
+    await user.should_see("of 3")
+    assert texts(user, "slice-position") == ["Slice 1 of 3"]  # its most tumour-like slices lead: 2nd, then 1st
 
 
 @pytest.mark.asyncio

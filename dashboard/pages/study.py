@@ -88,7 +88,7 @@ async def _series_viewer(analysed: list[SeriesResult], study_verdict: str | None
     first = next((s for s in analysed if s.verdict == study_verdict), analysed[0])
     with ui.card().classes("w-full").props('role="region" aria-label="Slices"'):
         if len(analysed) > 1:
-            choices = {s.series_uid: f"{_series_name(s)}: {verdict_text(s.verdict)}" for s in analysed}
+            choices = {s.series_uid: f"{_series_name(s)} - {verdict_text(s.verdict)}" for s in analysed}
             ui.select(choices, value=first.series_uid, label="Series",
                       on_change=lambda e: viewer.refresh(next(s for s in analysed if s.series_uid == e.value))) \
                 .classes("w-full").mark("series-select")
