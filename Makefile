@@ -9,6 +9,7 @@ BIN        := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
 DATA       ?= ../shared/data/brain-tumor-mri/Training
+EXTERNAL   ?= ../shared/data/external
 WEIGHTS    := model_store/brain_tumor.safetensors
 MAR        := model_store/brain_tumor.mar
 RUN_DIR    := var
@@ -16,17 +17,24 @@ TS_HOME    := $(RUN_DIR)/torchserve
 TS_ENV     := TMPDIR=$(CURDIR)/$(RUN_DIR)/tmp LOG_LOCATION=$(CURDIR)/$(RUN_DIR)/logs METRICS_LOCATION=$(CURDIR)/$(RUN_DIR)/logs
 HANDLER_SRC := $(wildcard handler/*.py neuroscan/*.py) config/model-config.yaml $(WEIGHTS)
 
-.PHONY: help install test-deps archive serve ts-start ts-stop test train eda evaluate bench lint clean int8 need-data \
+.PHONY: help install test-deps archive serve ts-start ts-stop test train eda evaluate external bench bench-study \
+	lint clean int8 need-data \
 	docker-build test-docker
 
 help:
-	@echo "make serve     install, build the archive, start TorchServe + dashboard (Ctrl-C stops both)"
+	@echo "make serve     install, build the archive, start TorchServe, Orthanc, the PACS worker and the dashboard (Ctrl-C stops all)"
 	@echo "make test      install everything the tests need and run the whole suite"
-	@echo "make train | eda | evaluate | bench | int8 | archive | lint | ts-start | ts-stop"
+	@echo "make train | eda | evaluate | external | bench | bench-study | int8 | archive | lint | ts-start | ts-stop"
 
 # ---- installation -----------------------------------------------------------------------------
+# Debian packages the product runs: Java 17 for TorchServe, Orthanc and its DICOMweb plugin for the
+# embedded PACS. Debian starts orthanc.service on install where systemd runs (ports 8042 and 4242,
+# which `make serve` uses): a fresh install is stopped and disabled again.
+RUN_DEBS := openjdk-17-jre-headless orthanc orthanc-dicomweb
 $(VENV)/.installed: requirements.txt
-	@command -v java >/dev/null || { echo "installing Java 17 (TorchServe needs it)"; $(APT) openjdk-17-jre-headless; }
+	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -q >/dev/null && $(APT) $$missing >/dev/null; \
+		case " $$missing " in *" orthanc "*) [ ! -d /run/systemd/system ] || systemctl disable --now orthanc >/dev/null 2>&1 || true;; esac; fi
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
@@ -37,8 +45,9 @@ install: $(VENV)/.installed
 APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 # Debian packages the tests use: Chromium (browser test), Prometheus/promtool (alert rules and a
 # real scrape), shellcheck and docker-compose (container files are linted and validated), nginx
-# and envsubst (the Kubernetes management proxy's site, run for real).
-TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base
+# and envsubst (the Kubernetes management proxy's site, run for real), dcmtk's storescu (studies are
+# sent to Orthanc by C-STORE) and dicom3tools' dciodvfy (the SR and PDF written back are validated).
+TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base dcmtk dicom3tools
 # Debian starts these on install where systemd runs (ports 9090 and 80): the tests start their
 # own, so a fresh install is stopped and disabled again; one that was there before is left alone.
 TEST_SERVICES := prometheus nginx
@@ -88,13 +97,25 @@ ts-start: $(MAR)
 ts-stop:
 	-cd $(TS_HOME) 2>/dev/null && $(TS_ENV) $(CURDIR)/$(BIN)/torchserve --stop
 
+# Orthanc and the PACS worker run in the background of the dashboard's shell; Ctrl-C (or any exit)
+# stops all four.
+ORTHANC_HOME := $(RUN_DIR)/orthanc
 serve: ts-start
-	@echo "TorchServe ready (management key in $(TS_HOME)/key_file.json); dashboard on http://127.0.0.1:8000"
-	@trap '$(MAKE) --no-print-directory ts-stop' EXIT; $(PY) -m dashboard
+	@echo "TorchServe ready (management key in $(TS_HOME)/key_file.json)"
+	@trap '$(MAKE) --no-print-directory ts-stop; kill $$pacs $$worker 2>/dev/null; wait' EXIT; \
+	$(PY) -m pacs.orthanc --home $(ORTHANC_HOME) & pacs=$$!; \
+	$(PY) -m pacs & worker=$$!; \
+	echo "PACS: DICOM 127.0.0.1:4242 (AE NEUROSCAN), HTTP/DICOMweb http://127.0.0.1:8042 ($(ORTHANC_HOME)/credentials.json)"; \
+	echo "dashboard on http://127.0.0.1:8000"; \
+	$(PY) -m dashboard
 
 # ---- benchmark: TorchServe under load vs the seed design and the raw-forward ceiling ------------
 bench: need-data $(MAR)
 	$(PY) tests/bench_serving.py
+
+# A 150-slice MR series C-STOREd into Orthanc, analysed by the worker, its SR stored back (goal <= 5 s).
+bench-study: need-data $(MAR) test-deps
+	$(PY) tests/bench_study.py
 
 # ---- tests ------------------------------------------------------------------------------------
 test: test-deps $(MAR)
@@ -133,6 +154,13 @@ eda: install need-data
 evaluate: install need-data
 	$(PY) -m training.evaluate --weights $(WEIGHTS) --name lite0 --data $(DATA)
 	$(PY) -m training.evaluate --weights model_store/baseline_cnn.safetensors --name baseline --data $(DATA)
+	$(MAKE) --no-print-directory external
+
+# The shipped model on patient MRI from other collections (EXTERNAL) and packaged brain MRI; the
+# model card's "External validation" section is re-rendered from the report it writes.
+external: install
+	$(PY) -m training.external --weights $(WEIGHTS) --name lite0 --external $(EXTERNAL)
+	$(PY) -m training.model_card --only external
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,26 +1,15 @@
 """The words shown to clinicians for a result: class names, warnings and the disclaimer.
 
-The page and the PDF report both read them from here so the two can never disagree.
+The page and the PDF report both read them from here so the two can never disagree; the class
+names and the disclaimer come from the core, which the PACS worker's reports use too.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
-from neuroscan.classes import CLASSES
+from neuroscan.classes import DISCLAIMER, DISPLAY_NAMES
 
-DISPLAY_NAMES: dict[str, str] = {
-    "glioma": "Glioma",
-    "meningioma": "Meningioma",
-    "notumor": "No tumour",
-    "pituitary": "Pituitary tumour",
-}
-assert set(DISPLAY_NAMES) == set(CLASSES), "every class needs a display name"
-
-DISCLAIMER = (
-    "NeuroScan is a decision-support tool, not a diagnosis. Its output must be reviewed by a qualified "
-    "clinician together with the full imaging study and clinical context. Not for use as the sole basis "
-    "of any clinical decision."
-)
+__all__ = ["DISCLAIMER", "DISPLAY_NAMES", "Caution", "warnings_for"]
 
 
 @dataclass(frozen=True)

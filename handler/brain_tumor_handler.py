@@ -23,7 +23,12 @@ from handler.settings import HandlerSettings
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
-from neuroscan.mri_check import NeighbourDistance, dicom_reason, pixel_reason
+from neuroscan.mri_check import (
+    FEATURE_REASON,
+    NeighbourDistance,
+    dicom_reason,
+    pixel_reason,
+)
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from neuroscan.telemetry import capture_exception, configure_json_logging, init_sentry
@@ -31,7 +36,6 @@ from neuroscan.weights import WeightsError, load_weights
 
 logger = logging.getLogger(__name__)
 
-NOT_MRI_REASON = "image features are far from brain MRI slices"
 # HTTP status per refusal code; anything unlisted is a plain 400.
 STATUS = {"unsupported_type": 415, "image_too_large": 413, "corrupt_image": 422, "not_mri": 422}
 
@@ -97,7 +101,7 @@ class BrainTumorHandler(BaseHandler):
             item.error = ImageDecodeError("corrupt_image", "The file could not be read as an image.")
             return item
         item.pixels = pixels(item.decoded.image, self.spec)
-        item.input_reason = dicom_reason(item.decoded.dicom_tags) or pixel_reason(item.pixels)
+        item.input_reason = dicom_reason(item.decoded.header) or pixel_reason(item.pixels)
         return item
 
     def _header(self, index: int, name: str) -> str | None:
@@ -124,7 +128,7 @@ class BrainTumorHandler(BaseHandler):
 
     def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool) -> dict:
         top = int(probabilities.argmax())
-        reason = item.input_reason or (NOT_MRI_REASON if outlier else None)
+        reason = item.input_reason or (FEATURE_REASON if outlier else None)
         return {
             "label": CLASSES[top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},

@@ -38,6 +38,9 @@ DICOM_TAGS: tuple[str, ...] = (
     "Rows",
     "Columns",
 )
+# Free-text descriptions read only for the not-MRI check (neuroscan.mri_check): never returned,
+# shown or logged, because a site may type anything into them, a name included.
+DESCRIPTION_TAGS: tuple[str, ...] = ("StudyDescription", "ProtocolName")
 
 # pydicom logs every decoder plugin's failure at ERROR with a traceback; a file none can decode is
 # the uploader's problem, answered with a 422 by _decode_dicom, not an error for logs and Sentry.
@@ -56,11 +59,17 @@ class ImageDecodeError(ValueError):
 
 @dataclass
 class DecodedImage:
-    """A decoded upload: the picture, what it was, and (for DICOM) its safe tags."""
+    """A decoded upload: the picture, what it was, and (for DICOM) its safe tags and check-only descriptions."""
 
     image: Image.Image
     format: str
     dicom_tags: dict[str, str] = field(default_factory=dict)
+    description_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def header(self) -> dict[str, str]:
+        """Every tag the not-MRI header check reads (:func:`neuroscan.mri_check.dicom_reason`)."""
+        return self.dicom_tags | self.description_tags
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -137,7 +146,8 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         detail = f" (or its {syntax.name} compression cannot be decoded here)" if syntax and syntax.is_compressed else ""
         raise ImageDecodeError("corrupt_image", f"The DICOM file is corrupt or has no readable pixel data{detail}.") from exc
-    return DecodedImage(image=image, format="dicom", dicom_tags=dicom_tags(dataset))
+    return DecodedImage(image=image, format="dicom", dicom_tags=dicom_tags(dataset),
+                        description_tags=dicom_tags(dataset, DESCRIPTION_TAGS))
 
 
 def _dicom_image(dataset, pixels: np.ndarray) -> Image.Image:
@@ -192,6 +202,6 @@ def _first(value) -> float | None:
     return None if value is None else float(value)
 
 
-def dicom_tags(dataset) -> dict[str, str]:
-    """The whitelisted, non-identifying tags present in ``dataset``, as strings."""
-    return {tag: str(dataset.get(tag)) for tag in DICOM_TAGS if dataset.get(tag) not in (None, "")}
+def dicom_tags(dataset, names: tuple[str, ...] = DICOM_TAGS) -> dict[str, str]:
+    """The whitelisted tags (``names``) present in ``dataset``, as strings; patient identity is never read."""
+    return {tag: str(dataset.get(tag)) for tag in names if dataset.get(tag) not in (None, "")}

@@ -4,7 +4,8 @@ A classifier always answers with one of its four classes, even for a cat photo, 
 needs a separate "not an MRI" signal:
 
 0. a DICOM file says what it is: another modality (CT, X-ray, ultrasound...) or a body part
-   other than the head is not a brain MRI, however brain-like its pixels look (a chest CT
+   other than the head, in BodyPartExamined or named in a series, protocol or study description
+   ("SAG T1 C-SPINE"), is not a brain MRI, however brain-like its pixels look (a chest CT
    slice's features lie among the training slices');
 1. pixel statistics: MRI slices are grey (channels agree), not blank, on a dark background;
 2. how far the classifier's pooled features lie from the training slices' features: the cosine
@@ -17,26 +18,70 @@ the neighbour distance was the only one that flagged a grey colour wheel and a g
 at a <= 1% false-alarm rate on validation slices.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-# DICOM BodyPartExamined defined terms (PS3.16 Annex L) under which a brain is in the picture.
-BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK"})
+# DICOM BodyPartExamined terms under which a brain is in the picture: PS3.16 Annex L's head terms,
+# and the head regions a site may name instead (a sella, IAC or orbit MRI shows brain too).
+BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK", "SELLA", "PITUITARY", "IAC", "ORBIT"})
 # Modalities that do not rule out a brain MRI: MR itself, and "other" and secondary captures,
 # which carry any picture (a screenshot of an MRI included): the pixel and feature checks judge those.
 MODALITIES_NOT_RULED_OUT = frozenset({"MR", "OT", "SC"})
+# The reason given when only the feature distance (NeighbourDistance) rules a slice out.
+FEATURE_REASON = "image features are far from brain MRI slices"
+# Free-text tags that often name the body part when BodyPartExamined is empty, most specific
+# first: a series of a combined "BRAIN AND C-SPINE" study is judged by its own description.
+DESCRIPTION_TAGS = ("SeriesDescription", "ProtocolName", "StudyDescription")
+# Whole words that put a description in the head. "NEURO" is not one: departments file spine
+# studies under it ("NEURO^C-SPINE"), so it neither passes nor flags a description.
+HEAD_WORDS = frozenset({
+    "HEAD", "BRAIN", "BRAINSTEM", "SKULL", "CRANIAL", "INTRACRANIAL", "CEREBRAL", "CEREBELLUM", "SELLA",
+    "PITUITARY", "HYPOPHYSIS", "ORBIT", "ORBITS", "IAC", "IACS", "HEADNECK",
+})
+# Whole words that name another body part. Words, not substrings: "HIP" is not in "WHIPLASH".
+OTHER_BODY_PART_WORDS = frozenset({
+    "SHOULDER", "SHOULDERS", "KNEE", "KNEES", "SPINE", "SPINAL", "CSPINE", "TSPINE", "LSPINE", "CERVICAL",
+    "THORACIC", "LUMBAR", "SACRUM", "SACRAL", "COCCYX", "NECK", "CHEST", "THORAX", "LUNG", "LUNGS", "BREAST",
+    "BREASTS", "CARDIAC", "HEART", "AORTA", "ABDOMEN", "ABDOMINAL", "LIVER", "PANCREAS", "PANCREATIC",
+    "KIDNEY", "KIDNEYS", "RENAL", "SPLEEN", "BOWEL", "ENTEROGRAPHY", "MRCP", "PELVIS", "PELVIC", "PROSTATE",
+    "UTERUS", "BLADDER", "RECTUM", "HIP", "HIPS", "FEMUR", "FEMORAL", "THIGH", "LEG", "LEGS", "TIBIA",
+    "CALF", "ANKLE", "ANKLES", "FOOT", "FEET", "TOE", "TOES", "ARM", "ARMS", "HUMERUS", "HUMERAL", "FOREARM",
+    "ELBOW", "ELBOWS", "WRIST", "WRISTS", "HAND", "HANDS", "FINGER", "FINGERS", "EXTREMITY",
+})
+# "HEAD" after these is a bone's or an organ's head, not the patient's ("FEMORAL HEAD"). "RADIAL" is no
+# body-part word itself: it also names a k-space trajectory ("T1 RADIAL VIBE").
+NOT_THE_HEAD_BEFORE = frozenset({"FEMORAL", "HUMERAL", "RADIAL", "FIBULAR", "PANCREAS", "PANCREATIC"})
 
 
 def dicom_reason(tags: dict[str, str]) -> str | None:
-    """Why a DICOM header (:func:`neuroscan.imaging.dicom_tags`) rules out a brain MRI, or ``None``."""
+    """Why a DICOM header rules out a brain MRI, or ``None``.
+
+    ``tags`` are :attr:`neuroscan.imaging.DecodedImage.dicom_tags` plus its ``description_tags``;
+    the reason quotes only this module's own words (a modality, a body-part term or word), never
+    the free text around them, so it is safe to return and log.
+    """
     modality = tags.get("Modality", "").strip().upper()
     if modality and modality not in MODALITIES_NOT_RULED_OUT:
         return f"DICOM modality {modality}: not an MR image"
     body_part = tags.get("BodyPartExamined", "").strip().upper()
     if body_part and body_part not in BRAIN_BODY_PARTS:
         return f"DICOM body part {body_part}: not a brain scan"
+    return description_reason(tags)
+
+
+def description_reason(tags: dict[str, str]) -> str | None:
+    """The most specific description that names a body part decides: the head passes, another part flags."""
+    for tag in DESCRIPTION_TAGS:
+        words = re.findall(r"[A-Z]+", tags.get(tag, "").upper())  # "C-SPINE", "T2_AX_KNEE3D" split too
+        if any(word in HEAD_WORDS and (word != "HEAD" or before not in NOT_THE_HEAD_BEFORE)
+               for before, word in zip(["", *words], words)):
+            return None
+        other = next((word for word in words if word in OTHER_BODY_PART_WORDS), None)
+        if other:
+            return f"DICOM {tag} names {other}: not a brain scan"
     return None
 
 

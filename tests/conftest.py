@@ -6,7 +6,7 @@ import pytest
 
 from neuroscan.classes import CLASSES
 
-pytest_plugins = ["torchserve_fixture", "dashboard_fixtures", "ops_fixtures", "browser_fixtures"]
+pytest_plugins = ["torchserve_fixture", "dashboard_fixtures", "ops_fixtures", "browser_fixtures", "orthanc_fixture"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Training"
 

@@ -3,7 +3,10 @@
 import io
 
 import numpy as np
+import pydicom
 from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
@@ -23,3 +26,24 @@ def synthetic_slice(seed: int = 0, size: int = 224) -> Image.Image:
 
 def noise_image(seed: int = 0, size: int = 224) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def mr_dicom(image: Image.Image, **tags: str) -> bytes:
+    """``image`` as a real (written and read back) MR DICOM file with ``tags``, a patient name and an ID."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = pydicom.Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    dataset.Modality, dataset.PatientName, dataset.PatientID = "MR", "Doe^Jane", "MRN-4711"
+    for name, value in tags.items():
+        setattr(dataset, name, value)
+    pixels = np.asarray(image.convert("L"), dtype=np.uint16) * 16  # 12-bit, as scanners store MR
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 0
+    dataset.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -16,7 +16,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.brain_tumor_handler import BrainTumorHandler
 from neuroscan.classes import CLASSES
-from tests.images import encode, noise_image, synthetic_slice
+from tests.images import encode, mr_dicom, noise_image, synthetic_slice
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS_YAML = Path(__import__("ts").__file__).parent / "configs" / "metrics.yaml"
@@ -164,6 +164,24 @@ def test_dicom_headers_of_other_scans_say_not_a_brain_mri(handler):
         assert answer["is_mri"] is False and answer["mri_reason"].startswith("DICOM "), (name, answer["mri_reason"])
     assert decoded["examples_overlay.dcm"]["mri_reason"] == "DICOM body part ABDOMEN: not a brain scan"
     assert decoded["CT_small.dcm"]["mri_reason"] == "DICOM modality CT: not an MR image"
+
+def test_a_description_naming_another_body_part_flags_an_mr_file(handler, caplog):
+    """Same pixels, same modality: the spine series is flagged by its (check-only) protocol name alone; the
+    brain series is not flagged by its header; neither answer carries those descriptions or the patient."""
+    slice_ = synthetic_slice()
+    spine = mr_dicom(slice_, ProtocolName="t1_tse_sag_cspine", StudyDescription="MRI BRAIN AND C-SPINE")
+    brain = mr_dicom(slice_, SeriesDescription="T2 AX BRAIN", ProtocolName="t2_tse_tra Doe")
+    with caplog.at_level("DEBUG"):
+        answers, statuses = run(handler, [{"body": spine}, {"body": brain}])
+    assert caplog.records and not any("Doe" in str(vars(record)) for record in caplog.records)
+    assert statuses == {}
+    assert answers[0]["is_mri"] is False
+    assert answers[0]["mri_reason"] == "DICOM ProtocolName names CSPINE: not a brain scan"
+    assert not (answers[1]["mri_reason"] or "").startswith("DICOM")
+    assert all(set(a["dicom_tags"]).isdisjoint({"StudyDescription", "ProtocolName"}) for a in answers)
+    text = json.dumps(answers)
+    assert "t1_tse_sag" not in text and "AND C-SPINE" not in text and "Doe" not in text and "4711" not in text
+
 
 def test_non_mri_images_are_flagged(handler):
     photo = Image.open(io.BytesIO(encode(noise_image(), "PNG")))

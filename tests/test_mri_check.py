@@ -5,8 +5,10 @@ How well the whole check separates MRIs from other pictures is measured through 
 """
 
 import numpy as np
+import pytest
 import torch
 
+from neuroscan.imaging import decode_image
 from neuroscan.mri_check import (
     NeighbourDistance,
     PixelLimits,
@@ -15,6 +17,7 @@ from neuroscan.mri_check import (
     pixel_stats,
 )
 from neuroscan.weights import ModelMeta, load_weights, save_weights
+from tests.images import mr_dicom, synthetic_slice
 
 
 def slice_like(colour: bool = False) -> np.ndarray:
@@ -54,6 +57,52 @@ def test_dicom_reasons():
     assert dicom_reason({"Modality": "OT"}) is None  # a secondary capture may be an MRI screenshot
     assert dicom_reason({"Modality": "CR", "BodyPartExamined": "CHEST"}) == "DICOM modality CR: not an MR image"
     assert dicom_reason({"Modality": "MR", "BodyPartExamined": "KNEE"}) == "DICOM body part KNEE: not a brain scan"
+    assert dicom_reason({"Modality": "MR", "BodyPartExamined": "SELLA"}) is None  # a pituitary MRI
+
+
+@pytest.mark.parametrize("description", [
+    "T2 AX BRAIN", "t2_tse_tra_brain", "AX FLAIR", "MRI HEAD W/WO", "SAG T1 SELLA", "COR T2 PITUITARY",
+    "IAC 3D CISS", "ORBITS FS", "NEURO", "DWI", "SAG T2 BRAIN C-SPINE", "WHIPLASH PROTOCOL", "T1 RADIAL VIBE",
+    "HANDEDNESS fMRI", "",
+])
+def test_descriptions_that_do_not_rule_out_a_brain(description):
+    for tag in ("SeriesDescription", "ProtocolName", "StudyDescription"):
+        assert dicom_reason({"Modality": "MR", tag: description}) is None, (tag, description)
+
+
+@pytest.mark.parametrize("description, word", [
+    ("SAG T1 C-SPINE", "SPINE"), ("t2_tse_sag_LSPINE", "LSPINE"), ("NEURO^C-SPINE", "SPINE"),
+    ("COR PD FS KNEE", "KNEE"), ("t2_tse_KNEE3D", "KNEE"), ("AX T1 SHOULDER", "SHOULDER"), ("HIP FEMORAL HEAD", "HIP"),
+    ("MR CHEST", "CHEST"), ("LIVER DYN", "LIVER"), ("PELVIS PROSTATE", "PELVIS"), ("ANKLE", "ANKLE"),
+    ("WRIST", "WRIST"), ("L ELBOW", "ELBOW"), ("HAND", "HAND"), ("FOOT", "FOOT"), ("BREAST DCE", "BREAST"),
+    ("CARDIAC CINE SA", "CARDIAC"), ("THORACIC", "THORACIC"), ("abdomen^liver", "ABDOMEN"),
+])
+def test_descriptions_that_name_another_body_part(description, word):
+    assert dicom_reason({"Modality": "MR", "SeriesDescription": description}) == (
+        f"DICOM SeriesDescription names {word}: not a brain scan")
+
+
+def test_the_most_specific_description_decides():
+    study = {"Modality": "MR", "StudyDescription": "MRI BRAIN AND C-SPINE"}
+    assert dicom_reason(study) is None  # names the brain: the study as a whole may be one
+    assert dicom_reason(study | {"SeriesDescription": "AX T2 FLAIR"}) is None  # names no part: the study decides
+    assert dicom_reason(study | {"SeriesDescription": "SAG T2 C-SPINE"}) == (
+        "DICOM SeriesDescription names SPINE: not a brain scan")
+    assert dicom_reason({"Modality": "MR", "StudyDescription": "KNEE", "ProtocolName": "T2 AX BRAIN"}) is None
+    assert dicom_reason({"Modality": "MR", "BodyPartExamined": "HEAD", "ProtocolName": "t1_vibe_tra_liver"}) == (
+        "DICOM ProtocolName names LIVER: not a brain scan")
+
+
+def test_decoded_descriptions_reach_the_check_but_are_never_returned():
+    """The check reads StudyDescription and ProtocolName; what is returned and shown stays the whitelist,
+    and the reason quotes only the body-part word, not the free text (which may hold a name)."""
+    decoded = decode_image(mr_dicom(synthetic_slice(32), StudyDescription="Doe Jane KNEE", ProtocolName="t2 Doe"))
+    assert decoded.description_tags == {"StudyDescription": "Doe Jane KNEE", "ProtocolName": "t2 Doe"}
+    assert "StudyDescription" not in decoded.dicom_tags and "ProtocolName" not in decoded.dicom_tags
+    reason = dicom_reason(decoded.header)
+    assert reason == "DICOM StudyDescription names KNEE: not a brain scan"
+    assert "Doe" not in reason and "Doe" not in str(decoded.dicom_tags) and "4711" not in str(decoded.header)
+    assert dicom_reason(decode_image(mr_dicom(synthetic_slice(32), SeriesDescription="T2 AX BRAIN", StudyDescription="KNEE")).header) is None
 
 def clusters(n: int, generator: torch.Generator, centres: torch.Tensor) -> torch.Tensor:
     """Positive 'pooled features' scattered around a few centres, like the four classes'."""

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from neuroscan.classes import CLASSES
 from neuroscan.imaging import SUPPORTED_FORMATS
-from neuroscan.mri_check import PixelLimits
+from neuroscan.mri_check import BRAIN_BODY_PARTS, PixelLimits
 from training.augment import MriAugment
+from training.external_card import external_section, load_external, splice
 from training.recipes import RECIPES, Recipe
 from training.split import SPLIT_FILE, load_split
 
@@ -215,8 +216,11 @@ def mri_check_section(metrics: dict[str, dict]) -> list[str]:
             "class-conditional Mahalanobis distance on the same features missed 2-3 of those pictures at the "
             "same false-alarm rate."),
             ("4. DICOM header: a file whose Modality is not MR (or a secondary capture, which may hold any "
-            "picture) or whose BodyPartExamined is not HEAD, BRAIN, SKULL or HEADNECK is flagged with that reason, "
-            "however its pixels look. All 18 of pydicom's bundled scans of other modalities or body parts with "
+            f"picture), whose BodyPartExamined is not a head term ({', '.join(sorted(BRAIN_BODY_PARTS))}), or whose "
+            "series description, protocol name or study description names another body part as a whole word "
+            "(the most specific description that names a part decides: `SAG T1 C-SPINE` flags, `T2 AX BRAIN` "
+            "does not, `WHIPLASH` is no hip) is flagged with that reason, however its pixels look; the reason "
+            "quotes only the matched word, and the study description and protocol name are read for this check only, never returned or shown. All 18 of pydicom's bundled scans of other modalities or body parts with "
             "decodable pixels (CT incl. a head CT, ultrasound, nuclear medicine, a segmentation, dose maps, an "
             "abdominal MR) are flagged "
             "(`tests/test_handler_unit.py::test_dicom_headers_of_other_scans_say_not_a_brain_mri`)."),
@@ -249,14 +253,15 @@ def limits_section() -> list[str]:
             ("- **The official test split was not used here:** every number above comes from the held-out part "
             "of the dataset's `Training/` folder, not from its published `Testing/` folder."),
             ("- **Single dataset:** one public collection assembled from a few sources, with unknown scanners, "
-            "sequences, patients and demographics; no external validation. Performance on other hospitals' "
-            "images is unknown and likely lower."),
+            "sequences, patients and demographics. Measured on scans from two other collections: see "
+            "\"External validation\" above."),
             ("- **2D slices only:** each slice is classified on its own; no volumes, no sequence information, no "
             "localisation or grading. Four classes only: any other pathology is forced into one of them."),
             "- **Labels:** as published by the dataset, not re-read by radiologists.", ""]
 
 
 def render(metrics: dict[str, dict], logs: list[RunLog], shipped: str, split_path: Path) -> str:
+    external = external_section(load_external(REPORTS), metrics["lite0"]["accuracy"])
     lines = ["# Model card: NeuroScan brain-MRI tumour classifier", "",
              ("> **NeuroScan is NOT a medical device.** It is not cleared or approved by any regulator (FDA, CE/MDR "
              "or other), it has not been clinically validated, and its output must not be used to diagnose, "
@@ -264,8 +269,9 @@ def render(metrics: dict[str, dict], logs: list[RunLog], shipped: str, split_pat
              "Four-class classifier of 2D brain MRI slices (" + ", ".join(CLASSES) + "). The shipped model is an "
              "ImageNet-pretrained EfficientNet-Lite0 fine-tuned on a public dataset; a from-scratch CNN is kept "
              "as a baseline for comparison. Rendered by `python -m training.model_card` from "
-             "`training/reports/metrics_*.json`, `training/split.json` and `runs/gpu/*.log`.", "",
-             *summary_section(metrics), *per_class_section(metrics), *data_section(split_path),
+             "`training/reports/metrics_*.json`, `training/reports/external_lite0.json`, `training/split.json` and "
+             "`runs/gpu/*.log`.", "",
+             *summary_section(metrics), *per_class_section(metrics), *external, *data_section(split_path),
              *training_section(logs, shipped), *mri_check_section(metrics), *intended_use_section(),
              *limits_section(),
              "## Reproduce", "", "```",
@@ -285,8 +291,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CARD)
     parser.add_argument("--split", type=Path, default=SPLIT_FILE)
+    parser.add_argument("--only", choices=["external"],
+                        help="re-render only this section of the existing card (the rest needs runs/gpu/*.log)")
     args = parser.parse_args(argv)
     metrics = {name: load_metrics(name) for name in ("lite0", "baseline")}
+    if args.only == "external":
+        section = external_section(load_external(REPORTS), metrics["lite0"]["accuracy"])
+        args.out.write_text(splice(args.out.read_text(), section, before="## Data"))
+        print(f"updated the external validation section of {args.out}")
+        return
     logs = [read_log(path) for path in sorted(LOGS.glob("*.log"))]
     args.out.write_text(render(metrics, logs, shipped_run(metrics["lite0"]), args.split))
     print(f"wrote {args.out}")

@@ -1,0 +1,180 @@
+"""The steps of analysing one study, one class each (as MONAI Deploy's operators): DICOM in, DICOM out.
+
+1. :class:`SeriesSelector`: which series are MR image series; why the others are not analysed;
+2. :class:`SliceLoader`: fetch a series' instances, drop localisers, order slices along the normal;
+3. :class:`SliceClassifier`: every slice through TorchServe at once (it batches them);
+4. the series and study verdicts: :mod:`neuroscan.study` (pure, in the core);
+5. :class:`ReportWriter`: the SR and the encapsulated PDF into the same study (STOW-RS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
+
+from neuroscan.pacs_client import PacsClient
+from neuroscan.study import SliceAnswer, slice_order
+from pacs.inference import TorchServeCalls
+from pacs.pdf import build_pdf, encapsulate_pdf
+from pacs.sr import MANUFACTURER, AnalysedSeries, build_sr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    """A series as Orthanc lists it: ids and the header fields the selection needs."""
+
+    orthanc_id: str
+    series_uid: str
+    modality: str
+    number: str
+    description: str
+    manufacturer: str
+    instances: tuple[str, ...]
+
+    @classmethod
+    def from_orthanc(cls, series: dict[str, Any]) -> SeriesRef:
+        tags = series.get("MainDicomTags", {})
+        return cls(series["ID"], tags.get("SeriesInstanceUID", ""), tags.get("Modality", "").upper(),
+                   tags.get("SeriesNumber", ""), tags.get("SeriesDescription", ""), tags.get("Manufacturer", ""),
+                   tuple(series.get("Instances", [])))
+
+    @property
+    def name(self) -> str:
+        """How notes name the series: its number, modality and description (no patient data)."""
+        return f"series {self.number or '?'} ({self.modality or 'no modality'}{', ' + self.description if self.description else ''})"
+
+
+class SeriesSelector:
+    """Step 1: keep MR series; note every other image series; skip NeuroScan's own reports silently."""
+
+    def select(self, series: Sequence[dict[str, Any]]) -> tuple[list[SeriesRef], list[str]]:
+        chosen, notes = [], []
+        for ref in sorted((SeriesRef.from_orthanc(s) for s in series), key=lambda r: (r.number.zfill(6), r.series_uid)):
+            if ref.manufacturer == MANUFACTURER and ref.modality in ("SR", "DOC"):
+                continue
+            if ref.modality == "MR":
+                chosen.append(ref)
+            else:
+                notes.append(f"{ref.name}: not an MR series")
+        return chosen, notes
+
+
+@dataclass
+class LoadedSlice:
+    """One instance of a series: Orthanc's id, its header, and the file bytes TorchServe gets."""
+
+    orthanc_id: str
+    header: Dataset
+    body: bytes
+
+
+class SliceLoader:
+    """Step 2: an ordered series, without localisers; an unreadable file becomes a note."""
+
+    def __init__(self, pacs: PacsClient, parallel: int) -> None:
+        self.pacs, self._parallel = pacs, asyncio.Semaphore(parallel)
+
+    async def load(self, series: SeriesRef) -> tuple[list[LoadedSlice], list[str]]:
+        loaded = await asyncio.gather(*(self._one(orthanc_id) for orthanc_id in series.instances))
+        slices = [s for s in loaded if isinstance(s, LoadedSlice)]
+        notes = [f"{series.name}: instance {s} could not be read as DICOM" for s in loaded if isinstance(s, str)]
+        localisers = [s for s in slices if "LOCALIZER" in [str(v).upper() for v in s.header.get("ImageType", [])]]
+        if localisers:
+            notes.append(f"{series.name}: {len(localisers)} localiser image(s) left out")
+        slices = [s for s in slices if s not in localisers]
+        order = slice_order([_floats(s.header.get("ImagePositionPatient")) for s in slices],
+                            _floats(slices[0].header.get("ImageOrientationPatient")) if slices else None,
+                            [_int(s.header.get("InstanceNumber")) for s in slices])
+        return [slices[i] for i in order], notes
+
+    async def _one(self, orthanc_id: str) -> LoadedSlice | str:
+        async with self._parallel:
+            body = await self.pacs.instance_file(orthanc_id)
+        try:
+            header = pydicom.dcmread(io.BytesIO(body), stop_before_pixels=True)
+        except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError):
+            return orthanc_id  # a broken file is this instance's problem, not the series'
+        return LoadedSlice(orthanc_id, header, body)
+
+
+class SliceClassifier:
+    """Step 3: each slice's answer and heatmap; a refused slice keeps its refusal code."""
+
+    def __init__(self, server: TorchServeCalls, parallel: int) -> None:
+        self.server, self._parallel = server, asyncio.Semaphore(parallel)
+
+    async def classify(self, slices: Sequence[LoadedSlice]) -> tuple[list[SliceAnswer], dict[str, bytes], str | None]:
+        """(answers in slice order, heatmap PNG per SOPInstanceUID, the model version that answered)."""
+        replies = await asyncio.gather(*(self._one(s.body) for s in slices))
+        answers, heatmaps, version = [], {}, None
+        for loaded, reply in zip(slices, replies):
+            uid = str(loaded.header.SOPInstanceUID)
+            if reply.answer is None:
+                answers.append(SliceAnswer(uid, error=reply.error))
+                continue
+            answer = reply.answer
+            version = answer.get("model_version", version)
+            if "heatmap_png" in answer:
+                heatmaps[uid] = base64.b64decode(answer["heatmap_png"])
+            answers.append(SliceAnswer(uid, answer["label"], answer["probabilities"], bool(answer.get("is_mri", True)),
+                                       bool(answer.get("in_domain", True))))
+        return answers, heatmaps, version
+
+    async def _one(self, body: bytes):
+        async with self._parallel:
+            return await self.server.explain(body)
+
+
+class ReportWriter:
+    """Step 5: the SR and the PDF into the study, replacing this model version's earlier pair."""
+
+    def __init__(self, pacs: PacsClient) -> None:
+        self.pacs = pacs
+
+    async def write(self, study_id: str, study_verdict: str, series: Sequence[AnalysedSeries], notes: Sequence[str],
+                    model_version: str) -> list[str]:
+        """Store both; returns their SOPInstanceUIDs."""
+        study_header = series[0].headers[0]
+        sr = build_sr(study_verdict, series, model_version)
+        pdf = encapsulate_pdf(build_pdf(study_header, study_verdict, series, notes, model_version), study_header,
+                              model_version)
+        await self._remove_earlier(study_id, {str(sr.SeriesDescription), str(pdf.SeriesDescription)})
+        await self.pacs.store([_part10(sr), _part10(pdf)])
+        return [str(sr.SOPInstanceUID), str(pdf.SOPInstanceUID)]
+
+    async def _remove_earlier(self, study_id: str, descriptions: set[str]) -> None:
+        for series in await self.pacs.study_series(study_id):
+            ref = SeriesRef.from_orthanc(series)
+            if ref.manufacturer == MANUFACTURER and ref.description in descriptions:
+                await self.pacs.delete_series(ref.orthanc_id)
+
+
+def _part10(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _floats(value: Any) -> list[float] | None:
+    try:
+        return [float(v) for v in value] if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,57 @@
+"""PACS worker settings: one dataclass read from ``config/pacs.toml`` and ``NEUROSCAN_PACS_*`` variables."""
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from neuroscan.pacs_client import PacsSettings
+from neuroscan.study import AggregationRule
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "pacs.toml"
+ENV_PREFIX = "NEUROSCAN_PACS_"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker reads from configuration; config/pacs.toml says what each means."""
+
+    orthanc_url: str
+    credentials_file: Path
+    inference_url: str
+    management_url: str
+    key_file: Path
+    model_name: str
+    request_timeout_s: float
+    max_parallel_slices: int
+    results_db: Path
+    poll_interval_s: float
+    retry_interval_s: float
+    metrics_port: int
+    threshold: float
+    min_adjacent: int
+    min_counted_fraction: float
+
+    @property
+    def pacs(self) -> PacsSettings:
+        return PacsSettings(self.orthanc_url, self.credentials_file, self.request_timeout_s)
+
+    @property
+    def rule(self) -> AggregationRule:
+        return AggregationRule(self.threshold, self.min_adjacent, self.min_counted_fraction)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> WorkerSettings:
+    """The TOML file (``NEUROSCAN_PACS_CONFIG`` may name another) with environment overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    raw = tomllib.loads(Path(environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG)).read_text())["pacs"]
+    values = {}
+    for spec in fields(WorkerSettings):
+        value = environ.get(ENV_PREFIX + spec.name.upper(), raw[spec.name])
+        values[spec.name] = _resolve(Path(str(value))) if spec.type is Path else spec.type(value)
+    return WorkerSettings(**values)
+
+
+def _resolve(path: Path) -> Path:
+    return path if path.is_absolute() else REPO_ROOT / path

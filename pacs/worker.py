@@ -1,0 +1,199 @@
+"""The PACS worker: follows Orthanc's change feed and analyses every study that becomes stable.
+
+Restart-safe: the feed position is stored after each change handled, and a series already
+analysed by the served model version is never sent to TorchServe again (a restart mid-study
+re-analyses only the series that had not finished). One bad study is recorded as failed with its
+reason and the feed moves on; an unreachable PACS or TorchServe stops the feed where it is and is
+retried, so no study is skipped while a server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from neuroscan.pacs_client import PacsClient, PacsError
+from neuroscan.study import (
+    SeriesVerdict,
+    SliceAnswer,
+    aggregate_series,
+    aggregate_study,
+)
+from neuroscan.study_results import StudyResults
+from pacs.inference import ServerUnavailable, TorchServeCalls
+from pacs.metrics import WorkerMetrics
+from pacs.pipeline import (
+    ReportWriter,
+    SeriesRef,
+    SeriesSelector,
+    SliceClassifier,
+    SliceLoader,
+)
+from pacs.settings import WorkerSettings
+from pacs.sr import AnalysedSeries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyOutcome:
+    """What one pass over a study did (for the log and the tests)."""
+
+    status: str
+    verdict: str | None = None
+    analysed_series: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StepTimer:
+    """Seconds spent per pipeline step, summed over a study's series (the bench prints them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+
+
+class StudyAnalyser:
+    """Steps 1-5 of :mod:`pacs.pipeline` for one study, recorded in the results store."""
+
+    def __init__(self, settings: WorkerSettings, pacs: PacsClient, server: TorchServeCalls, results: StudyResults,
+                 metrics: WorkerMetrics) -> None:
+        self.settings, self.pacs, self.server, self.results, self.metrics = settings, pacs, server, results, metrics
+        self.selector = SeriesSelector()
+        self.loader = SliceLoader(pacs, settings.max_parallel_slices)
+        self.classifier = SliceClassifier(server, settings.max_parallel_slices)
+        self.writer = ReportWriter(pacs)
+
+    async def analyse(self, study_id: str) -> StudyOutcome:
+        study = await self.pacs.study(study_id)
+        study_uid = study["MainDicomTags"]["StudyInstanceUID"]
+        version = await self.server.served_version()
+        chosen, notes = self.selector.select(await self.pacs.study_series(study_id))
+        done_before = self.results.study(study_uid, version)
+        analysed, fresh, timer = [], [], StepTimer()
+        for ref in chosen:
+            series, series_notes, is_new = await self._series(study_uid, ref, version, timer)
+            notes += series_notes
+            if series is not None:
+                analysed.append(series)
+                fresh += [ref.series_uid] if is_new else []
+        if not analysed:
+            self.results.save_study(study_uid, version, study_id, "not_analysed", None, notes)
+            return StudyOutcome("not_analysed", notes=notes)
+        verdict = aggregate_study([s.verdict for s in analysed])
+        if not fresh and done_before is not None and done_before.status == "done":
+            return StudyOutcome("unchanged", done_before.verdict, notes=notes)
+        with timer.step("write_back"):
+            report_uids = await self.writer.write(study_id, verdict, analysed, notes, version)
+        self.results.save_study(study_uid, version, study_id, "done", verdict, notes, report_uids)
+        self.metrics.study(verdict)
+        log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
+                 extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed)})
+        return StudyOutcome("done", verdict, fresh, notes, timer.seconds)
+
+    async def _series(self, study_uid: str, ref: SeriesRef, version: str,
+                      timer: StepTimer) -> tuple[AnalysedSeries | None, list[str], bool]:
+        """One series: analysed now, or (already done by this version) its stored answers reused."""
+        with timer.step("fetch"):
+            slices, notes = await self.loader.load(ref)
+        if not slices:
+            return None, notes + [f"{ref.name}: no image to analyse"], False
+        stored = self.results.series_result(ref.series_uid, version)
+        if stored is not None and stored.status == "done":
+            return AnalysedSeries(_verdict(stored.summary), [s.header for s in slices], _answers(stored.slices)), notes, False
+        self.results.start_series(study_uid, ref.series_uid, version)
+        with timer.step("inference"):
+            answers, heatmaps, _ = await self.classifier.classify(slices)
+        verdict = aggregate_series(ref.series_uid, answers, self.settings.rule)
+        failed = [f"{ref.name}: slice {i + 1} refused ({a.error})" for i, a in enumerate(answers) if a.error]
+        rows = [{"orthanc_id": s.orthanc_id, **_answer_row(a)} for s, a in zip(slices, answers)]
+        self.results.finish_series(ref.series_uid, version, "done", verdict.verdict,
+                                   verdict.to_dict() | {"description": ref.description, "number": ref.number},
+                                   rows, heatmaps)
+        self.metrics.series(verdict.verdict, answers)
+        return AnalysedSeries(verdict, [s.header for s in slices], answers), notes + failed, True
+
+
+def _answer_row(answer: SliceAnswer) -> dict:
+    """A slice's answer as the results store keeps it (what the dashboard's study page reads)."""
+    return {"instance_uid": answer.instance_uid, "label": answer.label, "probabilities": answer.probabilities,
+            "is_mri": answer.is_mri, "in_domain": answer.in_domain, "error": answer.error}
+
+
+def _answers(rows: list[dict]) -> list[SliceAnswer]:
+    return [SliceAnswer(r["instance_uid"], r["label"], r["probabilities"], r["is_mri"], r["in_domain"], r["error"])
+            for r in rows]
+
+
+def _verdict(summary: dict) -> SeriesVerdict:
+    return SeriesVerdict(**{k: summary[k] for k in SeriesVerdict.__dataclass_fields__})
+
+
+class ChangeFollower:
+    """Reads Orthanc's ``/changes`` from the stored position and analyses each StableStudy."""
+
+    def __init__(self, settings: WorkerSettings, analyser: StudyAnalyser, results: StudyResults) -> None:
+        self.settings, self.analyser, self.results = settings, analyser, results
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                idle = await self.step()
+            except (PacsError, ServerUnavailable) as exc:
+                log.warning("waiting for the PACS or TorchServe: %s", exc)
+                self.analyser.metrics.unavailable()
+                idle = True
+                await _sleep(stop, self.settings.retry_interval_s)
+            if idle:
+                await _sleep(stop, self.settings.poll_interval_s)
+
+    async def step(self) -> bool:
+        """Handle the next page of changes; True when the feed had nothing new."""
+        page = await self.analyser.pacs.changes(self.results.last_change())
+        for change in page.get("Changes", []):
+            if change.get("ChangeType") == "StableStudy":
+                await self._study(change["ID"])
+            self.results.set_last_change(int(change["Seq"]))
+        if not page.get("Changes"):
+            self.results.set_last_change(max(self.results.last_change(), int(page.get("Last", 0))))
+        return bool(page.get("Done", True))
+
+    async def _study(self, study_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = await self.analyser.analyse(study_id)
+        except (PacsError, ServerUnavailable):
+            raise  # not the study's fault: the feed stays here and is retried
+        except Exception as exc:  # a study nobody foresaw must not stop the others
+            log.exception("study %s could not be analysed", study_id)
+            self.analyser.metrics.failed()
+            self.analyser.results.save_study(await self._uid(study_id), "unknown", study_id, "failed", None,
+                                             [f"analysis failed: {type(exc).__name__}: {exc}"[:500]])
+            return
+        self.analyser.metrics.study_seconds(time.perf_counter() - started)
+        log.info("study %s: %s %s", study_id, outcome.status, outcome.verdict or "")
+
+    async def _uid(self, study_id: str) -> str:
+        try:
+            return (await self.analyser.pacs.study(study_id))["MainDicomTags"]["StudyInstanceUID"]
+        except (PacsError, KeyError):
+            return study_id
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,170 @@
+"""External validation: slice orientation, the brain-slice rule, the metric arithmetic, the reference
+table against the data, and one real run over a patient volume."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from neuroscan.classes import NO_TUMOUR
+from training import external
+from training.external_card import external_section, splice
+from training.external_metrics import SliceResult, read_reference, readings, summarise
+from training.external_sources import MNI152_FILE, ExternalDataMissing, package_file
+from training.external_volumes import (
+    HEAD_LEVEL,
+    MIN_HEAD_FRACTION,
+    axial_slices,
+    is_brain_slice,
+    load_nifti,
+    radiological_slice,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXTERNAL = REPO.parent / "shared" / "data" / "external"
+WEIGHTS = REPO / "model_store" / "brain_tumor.safetensors"
+
+
+@pytest.fixture(scope="module")
+def external_root() -> Path:
+    if not EXTERNAL.is_dir():
+        pytest.fail(f"external MRI volumes not found at {EXTERNAL}")
+    return EXTERNAL
+
+
+def test_slices_come_out_anterior_up_patient_right_on_image_left_inferior_first(tmp_path):
+    """A volume stored posterior/inferior/right (not RAS) with two markers at known RAS voxels."""
+    canonical = np.zeros((10, 12, 8), np.float32)  # x to the patient's right, y anterior, z superior
+    canonical[8, 10, 6] = 1000  # right, anterior, superior
+    canonical[1, 1, 1] = 500  # left, posterior, inferior
+    stored = canonical.transpose(1, 2, 0)[::-1, ::-1, :]  # axes: P->A reversed, I->S reversed, R
+    affine = np.array([[0, 0, 1, 0], [-1, 0, 0, 11], [0, -1, 0, 7], [0, 0, 0, 1]], float)
+    assert nib.aff2axcodes(affine) == ("P", "I", "R")
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(stored), affine), tmp_path / "v.nii.gz")
+
+    data = load_nifti(tmp_path / "v.nii.gz")
+    assert data.shape == (10, 12, 8)
+    superior, inferior = radiological_slice(data, 6), radiological_slice(data, 1)
+    assert np.unravel_index(superior.argmax(), superior.shape) == (1, 1)  # top-left: anterior, patient right
+    assert np.unravel_index(inferior.argmax(), inferior.shape) == (10, 8)  # bottom-right: posterior, left
+    assert superior.shape == (12, 10)  # rows run anterior-posterior, columns right-left
+    windowed = axial_slices(data)
+    assert len(windowed) == 8 and windowed[6].dtype == np.uint8 and windowed[6][1, 1] == 255
+
+
+def test_brain_slice_needs_enough_head_pixels():
+    side = 100
+    blank = np.zeros((side, side), np.uint8)
+    just_enough, too_few, dim = blank.copy(), blank.copy(), blank.copy()
+    just_enough.flat[: int(MIN_HEAD_FRACTION * side * side)] = 200
+    too_few.flat[: int(MIN_HEAD_FRACTION * side * side) - 1] = 200
+    dim[:] = HEAD_LEVEL  # at the level is background, not head
+    assert is_brain_slice(just_enough)
+    assert not is_brain_slice(too_few) and not is_brain_slice(dim)
+
+
+def result(k: int, reading: str, label: str, confidence: float, is_mri: bool = True) -> SliceResult:
+    return SliceResult(k, reading, label, confidence, None if is_mri else "features far from training slices")
+
+
+def test_metric_arithmetic_on_a_hand_made_table():
+    results = [
+        result(0, "yes", "glioma", 0.8), result(1, "yes", "meningioma", 0.7),
+        result(2, "yes", NO_TUMOUR, 0.95), result(3, "yes", NO_TUMOUR, 0.6, is_mri=False),
+        result(4, "no", "pituitary", 0.99, is_mri=False), result(5, "no", NO_TUMOUR, 0.9),
+        result(6, "no", NO_TUMOUR, 0.97), result(7, "unsure", "pituitary", 0.5),
+    ]
+    summary = summarise(results)
+    assert summary["brain_slices"] == 8 and summary["unsure_slices"] == 1
+    assert (summary["tumour_called_tumour"], summary["tumour_slices"], summary["sensitivity"]) == (2, 4, 0.5)
+    assert (summary["tumour_free_called_tumour"], summary["tumour_free_slices"]) == (1, 3)
+    assert summary["false_positive_rate"] == pytest.approx(1 / 3)
+    assert summary["wrong_answers"] == 3  # two misses and one false alarm; the unsure slice is no error
+    assert summary["wrong_confidence"] == {"max": 0.99, "median": 0.95}
+    assert summary["confident_notumor_on_tumour"] == 1
+    assert summary["flagged_not_mri"] == 2
+    assert summary["labels"] == {"glioma": 1, "meningioma": 1, NO_TUMOUR: 4, "pituitary": 2}
+    empty = summarise([])
+    assert empty["sensitivity"] is None and empty["wrong_confidence"] == {"max": None, "median": None}
+
+
+def test_reference_rows_must_cover_the_volume_once_in_order():
+    def row(first: int, last: int, tumour: str = "no") -> dict:
+        return {"volume": "v", "sequence": "s", "k_first": first, "k_last": last, "tumour": tumour}
+
+    assert readings([row(0, 1), row(2, 2, "yes")], 3) == ["no", "no", "yes"]
+    for rows, slices in (([row(0, 1), row(3, 4)], 5), ([row(0, 2), row(2, 4)], 5), ([row(0, 1)], 3),
+                         ([row(0, 2, "maybe")], 3)):
+        with pytest.raises(ValueError):
+            readings(rows, slices)
+
+
+def data_slice_counts(root: Path) -> dict[tuple[str, str], int]:
+    """(volume, sequence) -> axial slices, for the patient volumes and the packaged MRI."""
+    counts = {(path.parent.name, path.name.removesuffix(".nii.gz")):
+              nib.as_closest_canonical(nib.load(path)).shape[2] for path in sorted(root.glob("*/*.nii.gz"))}
+    counts[("mni152-2009a-sym", "t1")] = nib.load(package_file("nilearn", MNI152_FILE)).shape[2]
+    counts[("MR_small.dcm", "t2")] = 1
+    return counts
+
+
+def test_reference_table_matches_the_data(external_root):
+    reference = read_reference()
+    counts = data_slice_counts(external_root)
+    assert len(counts) == 10 and set(reference) == set(counts)  # no volume unread, no stale rows
+    for key, rows in reference.items():
+        assert len({row["collection"] for row in rows}) == 1, key
+        assert len(readings(rows, counts[key])) == counts[key]
+    assert "yes" in readings(reference[("tcga-fg-6692", "t1c")], 26)
+
+
+def test_one_real_volume_gives_the_expected_slice_counts(external_root, tmp_path):
+    (tmp_path / "tcga-fg-6692").mkdir()
+    (tmp_path / "tcga-fg-6692" / "t1c.nii.gz").symlink_to(external_root / "tcga-fg-6692" / "t1c.nii.gz")
+    report = external.run(WEIGHTS, tmp_path, packaged=False)
+    [row] = report["volumes"]
+    assert (row["collection"], row["volume"], row["sequence"], row["packaged"]) == (
+        "tcga-lgg", "tcga-fg-6692", "t1c", False)
+    assert row["slices"] == 26 and row["brain_slices"] == 26
+    assert (row["tumour_slices"], row["tumour_free_slices"], row["unsure_slices"]) == (5, 19, 2)
+    assert [s["k"] for s in row["per_slice"]] == list(range(26))
+    assert row["flagged_not_mri"] == sum(s["mri_reason"] is not None for s in row["per_slice"])
+    assert [s["reading"] for s in row["per_slice"][14:21]] == ["unsure"] + ["yes"] * 5 + ["unsure"]
+    assert report["model_version"] == "1.1.0"
+
+    json_path, md_path = external.write_report(report, "test", tmp_path / "reports")
+    assert json_path.is_file() and md_path.read_text().count("| tcga-lgg | tcga-fg-6692 | t1c | 26 | 26 |") == 1
+
+
+def test_a_missing_external_folder_is_one_line_naming_the_setting(tmp_path):
+    with pytest.raises(ExternalDataMissing):
+        external.run(WEIGHTS, tmp_path / "absent", packaged=False)
+    with pytest.raises(SystemExit) as exit_info:
+        external.main(["--external", str(tmp_path / "absent")])
+    assert "EXTERNAL" in str(exit_info.value) and "\n" not in str(exit_info.value)
+
+
+def card_report(hits: int) -> dict:
+    """One volume: ten tumour slices (``hits`` of them called glioma) and two tumour-free ones called pituitary."""
+    results = [result(k, "yes", "glioma" if k < hits else NO_TUMOUR, 0.95) for k in range(10)]
+    results += [result(k, "no", "pituitary", 0.9) for k in (10, 11)]
+    row = {"packaged": False, "collection": "c", "volume": "v", "sequence": "t1", "slices": 12,
+           **summarise(results), "per_slice": [vars(r) for r in results]}
+    return {"model_version": "9.9.9", "volumes": [row]}
+
+
+def test_card_section_states_the_verdict_from_the_numbers_and_splices_in_place():
+    failing = "\n".join(external_section(card_report(3), 0.99))
+    assert "does not hold up" in failing and "3/10 (30%)" in failing and "7 slices showing the tumour" in failing
+    assert "2/2 (100%) of the slices without one a tumour (as `pituitary` 2)" in failing
+    assert "does not hold up" in "\n".join(external_section(card_report(10), 0.99))  # the false alarms alone
+    report = card_report(10)
+    report["volumes"][0]["tumour_free_called_tumour"] = 0
+    assert "does not hold up" not in "\n".join(external_section(report, 0.99))
+
+    card = "# Card\n\n## Results\n\nr\n\n## Data\n\nd\n"
+    inserted = splice(card, ["## External validation (x)", "", "new", ""], before="## Data")
+    assert inserted == "# Card\n\n## Results\n\nr\n\n## External validation (x)\n\nnew\n\n## Data\n\nd\n"
+    replaced = splice(inserted, ["## External validation (y)", "", "newer", ""], before="## Data")
+    assert "newer" in replaced and "\nnew\n" not in replaced and replaced.count("## Data") == 1

@@ -1,0 +1,207 @@
+"""Studies end to end: C-STORE into a real Orthanc, the real worker, a real TorchServe, SR/PDF back.
+
+The study is what a scanner would send: an axial MR series of glioma slices (instance numbers
+shuffled, so only the positions give the order), an MR series of no-tumour slices, a CT series
+and one MR instance whose pixel data is cut short.
+"""
+
+import io
+import json
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+from pypdf import PdfReader
+
+from neuroscan.study_results import StudyResults
+from tests.dicom_series import mr_series, study_attributes, to_bytes
+from tests.orthanc_fixture import start_worker, wait_until
+
+GLIOMA_SLICES = 5
+
+
+def write(datasets, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in datasets:
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        path.write_bytes(to_bytes(ds))
+        paths.append(path)
+    return paths
+
+
+def corrupt(dataset) -> pydicom.Dataset:
+    """The same slice with its pixel data cut to a tenth: Orthanc stores it, nobody can decode it."""
+    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 10]
+    return dataset
+
+
+def study_done(results_db: Path, study_uid: str):
+    if not results_db.exists():
+        return None
+    result = StudyResults(results_db).study(study_uid)
+    return result if result is not None and result.status in ("done", "not_analysed", "failed") else None
+
+
+def dicomweb_instances(orthanc, study_uid: str, modality: str) -> list[pydicom.Dataset]:
+    """QIDO-RS for the study's series of ``modality``, then WADO-RS of their instances."""
+    found = orthanc.get(f"/dicom-web/studies/{study_uid}/series", params={"Modality": modality}).json()
+    datasets = []
+    for series in found:
+        series_uid = series["0020000E"]["Value"][0]
+        response = orthanc.get(f"/dicom-web/studies/{study_uid}/series/{series_uid}",
+                               headers={"Accept": 'multipart/related; type="application/dicom"'})
+        datasets += [pydicom.dcmread(io.BytesIO(part)) for part in _parts(response)]
+    return datasets
+
+
+def _parts(response) -> list[bytes]:
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"').encode()
+    chunks = response.content.split(b"--" + boundary)[1:-1]
+    return [chunk.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") for chunk in chunks]
+
+
+def dciodvfy_errors(dataset: pydicom.Dataset, tmp_path: Path) -> list[str]:
+    path = tmp_path / f"{dataset.SOPInstanceUID}.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    output = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    return [line for line in (output.stdout + output.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture(scope="module")
+def sent_study(orthanc, torchserve, tmp_path_factory, mri_root, val_images):
+    """One study C-STOREd while the worker runs; yields what the worker made of it."""
+    home = tmp_path_factory.mktemp("pacs")
+    study = study_attributes(accession="ACC-E2E")
+    glioma = mr_series(study, val_images["glioma"][:GLIOMA_SLICES], 1, "AX T1 POST",
+                       instance_numbers=[3, 5, 1, 4, 2])
+    notumor = mr_series(study, val_images["notumor"][:4], 2, "AX T2")
+    ct = mr_series(study, [np.full((64, 64), 40, np.uint8)] * 2, 3, "CT HEAD", modality="CT")
+    broken = corrupt(mr_series(study, val_images["glioma"][5:6], 1, "AX T1 POST")[0])
+    broken.SeriesInstanceUID, broken.ImagePositionPatient = glioma[0].SeriesInstanceUID, [0.0, 0.0, 100.0]
+    worker = start_worker(home / "worker", orthanc, torchserve)
+    try:
+        orthanc.store(write(glioma + notumor + ct + [broken], home / "study"))
+        result = wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
+    finally:
+        worker.stop()
+    yield {"study": study, "glioma": glioma, "notumor": notumor, "broken": broken, "result": result,
+           "results": StudyResults(worker.results_db), "worker": worker, "home": home}
+
+
+def test_study_is_analysed_by_itself_with_a_verdict_per_series(sent_study):
+    result = sent_study["results"].study(sent_study["study"].StudyInstanceUID)
+    assert result.status == "done" and result.verdict == "glioma"
+    by_uid = {s.series_uid: s for s in result.series}
+    glioma = by_uid[sent_study["glioma"][0].SeriesInstanceUID]
+    assert glioma.verdict == "glioma" and glioma.summary["slices"] == GLIOMA_SLICES + 1
+    assert glioma.summary["failed"] == 1
+    # ordered by position along the normal, not by the shuffled instance numbers; the broken slice is last (z=100)
+    expected = [str(ds.SOPInstanceUID) for ds in sent_study["glioma"]] + [str(sent_study["broken"].SOPInstanceUID)]
+    assert [s["instance_uid"] for s in glioma.slices] == expected
+    assert glioma.slices[-1]["error"] == "corrupt_image"
+    assert by_uid[sent_study["notumor"][0].SeriesInstanceUID].verdict == "notumor"
+    assert any("series 3 (CT" in note and "not an MR series" in note for note in result.notes)
+    assert any("refused (corrupt_image)" in note for note in result.notes)
+    heatmap = sent_study["results"].heatmap(glioma.series_uid, glioma.model_version, expected[0])
+    assert heatmap is not None and heatmap.startswith(b"\x89PNG")
+
+
+def test_sr_in_the_study_has_the_verdict_and_references_the_slices(sent_study, orthanc, tmp_path):
+    study_uid = sent_study["study"].StudyInstanceUID
+    (sr,) = dicomweb_instances(orthanc, study_uid, "SR")
+    assert sr.StudyInstanceUID == study_uid and sr.Manufacturer == "NeuroScan"
+    items = list(_walk(sr))
+    texts = [str(item.TextValue) for item in items if "TextValue" in item]
+    codes = [str(item.CodeValue) for item in items if "CodeValue" in item]
+    assert any(t.startswith("Not a medical device") for t in texts)
+    assert "GLIOMA" in codes and "NOTUMOR" in codes  # the verdict and the no-tumour slices
+    assert sent_study["result"].model_version in texts  # TID 4019 Algorithm Version
+    referenced = {str(item.ReferencedSOPInstanceUID) for item in items if "ReferencedSOPInstanceUID" in item}
+    analysed = {str(ds.SOPInstanceUID) for ds in sent_study["glioma"] + sent_study["notumor"]}
+    assert analysed <= referenced
+    assert dciodvfy_errors(sr, tmp_path) == []
+
+
+def test_pdf_in_the_study_opens_and_says_the_verdict(sent_study, orthanc, tmp_path):
+    (document,) = dicomweb_instances(orthanc, sent_study["study"].StudyInstanceUID, "DOC")
+    assert document.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    pdf = document.EncapsulatedDocument[: int(document.EncapsulatedDocumentLength)]
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Study verdict: Glioma" in text and "not an MR series" in text and "Test^Patient" not in text
+    assert dciodvfy_errors(document, tmp_path) == []
+
+
+def test_worker_log_names_no_patient(sent_study):
+    log = sent_study["worker"].log.read_text()
+    assert "Test^Patient" not in log and "NS-TEST-1" not in log
+    assert sent_study["study"].StudyInstanceUID in log
+
+
+def test_restart_resumes_and_analyses_each_series_once(orthanc, torchserve, tmp_path, val_images):
+    """A worker killed after a study's first series resumes from its feed position: the series it
+    finished is not sent again, the series that came later is, and one SR replaces the first."""
+    study = study_attributes(accession="ACC-RESTART")
+    first = mr_series(study, val_images["pituitary"][:3], 1, "AX T1")
+    worker = start_worker(tmp_path / "w", orthanc, torchserve)
+    orthanc.store(write(first, tmp_path / "first"))
+    wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
+    worker.stop(signal.SIGKILL)
+    second = mr_series(study, val_images["meningioma"][:3], 2, "AX T2")
+    orthanc.store(write(second, tmp_path / "second"))
+    restarted = start_worker(tmp_path / "w", orthanc, torchserve, results_db=worker.results_db)
+    try:
+        results = StudyResults(restarted.results_db)
+        wait_until(lambda: len(getattr(results.study(study.StudyInstanceUID), "series", [])) == 2
+                   and all(s.status == "done" for s in results.study(study.StudyInstanceUID).series), timeout=120)
+        wait_until(lambda: len(dicomweb_instances(orthanc, study.StudyInstanceUID, "SR")) == 1
+                   and _sr_references(orthanc, study.StudyInstanceUID) >= {str(d.SOPInstanceUID) for d in second})
+    finally:
+        restarted.stop()
+    with sqlite3.connect(restarted.results_db) as db:
+        attempts = dict(db.execute("SELECT series_uid, attempts FROM series_results"))
+    assert attempts[first[0].SeriesInstanceUID] == 1 and attempts[second[0].SeriesInstanceUID] == 1
+
+
+def test_study_without_mr_is_reported_and_the_next_study_still_analysed(orthanc, torchserve, tmp_path, val_images):
+    ct_only = study_attributes(accession="ACC-CT")
+    ct = mr_series(ct_only, [np.full((64, 64), 40, np.uint8)] * 3, 1, "CT CHEST", modality="CT")
+    good = study_attributes(accession="ACC-GOOD")
+    mr = mr_series(good, val_images["notumor"][:3], 1, "AX FLAIR")
+    worker = start_worker(tmp_path / "w", orthanc, torchserve)
+    try:
+        orthanc.store(write(ct, tmp_path / "ct") + write(mr, tmp_path / "mr"))
+        skipped = wait_until(lambda: study_done(worker.results_db, ct_only.StudyInstanceUID), timeout=120)
+        analysed = wait_until(lambda: study_done(worker.results_db, good.StudyInstanceUID), timeout=120)
+    finally:
+        worker.stop()
+    assert skipped.status == "not_analysed" and any("not an MR series" in n for n in skipped.notes)
+    assert analysed.status == "done" and analysed.verdict == "notumor"
+    assert dicomweb_instances(orthanc, ct_only.StudyInstanceUID, "SR") == []
+
+
+def test_orthanc_credentials_are_generated_and_required(orthanc):
+    account = json.loads(orthanc.credentials_file.read_text())
+    assert set(account) == {"username", "password"} and len(account["password"]) >= 24
+    assert orthanc.credentials_file.stat().st_mode & 0o077 == 0
+    assert httpx.get(f"{orthanc.url}/system", timeout=10).status_code == 401
+    assert httpx.get(f"{orthanc.url}/dicom-web/studies", auth=("neuroscan", "orthanc"), timeout=10).status_code == 401
+
+
+def _walk(dataset: pydicom.Dataset):
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield item
+                yield from _walk(item)
+
+
+def _sr_references(orthanc, study_uid: str) -> set[str]:
+    (sr,) = dicomweb_instances(orthanc, study_uid, "SR")
+    return {str(item.ReferencedSOPInstanceUID) for item in _walk(sr) if "ReferencedSOPInstanceUID" in item}
+

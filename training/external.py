@@ -1,0 +1,166 @@
+"""External validation: the shipped model on real brain MRI from other collections, slice by slice.
+
+    python -m training.external --weights model_store/brain_tumor.safetensors --name lite0 \
+        --external ../shared/data/external
+
+The validation split says 99% accuracy; it comes from the same collection the model was trained
+on. This runner asks the question a clinician would: on scans from other scanners and sequences,
+does it find the tumour, and does it invent one where there is none? It runs the weight file eager
+fp32 through the core's preprocessing, temperature and not-MRI check (the numbers the service
+would give, up to its int8 backend), over every brain slice of every patient volume and of the
+packaged brain MRI, and scores them against ``training/external_reference.csv``.
+
+Writes ``training/reports/external_<name>.json`` (per volume and per slice) and ``.md`` (table).
+Nothing here trains or tunes on these volumes: they are a measuring instrument only.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from neuroscan.calibration import calibrated_probabilities
+from neuroscan.classes import CLASSES
+from neuroscan.inference import logits_and_features
+from neuroscan.model import load_trained_model
+from neuroscan.mri_check import (
+    FEATURE_REASON,
+    NeighbourDistance,
+    dicom_reason,
+    pixel_reason,
+)
+from neuroscan.preprocess import pixels, preprocess_batch
+from neuroscan.spec import get_spec
+from training.external_metrics import (
+    REFERENCE_FILE,
+    SliceResult,
+    read_reference,
+    readings,
+    summarise,
+)
+from training.external_sources import (
+    ExternalDataMissing,
+    packaged_volumes,
+    patient_volumes,
+)
+from training.external_volumes import Volume, is_brain_slice
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "training" / "reports"
+DEFAULT_EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+
+
+class Classifier:
+    """The weight file as the service applies it: model, temperature and not-MRI check."""
+
+    def __init__(self, weights: Path) -> None:
+        self.model, weight_file = load_trained_model(weights)
+        self.meta = weight_file.meta
+        self.spec = get_spec(self.meta.spec)
+        self.ood = NeighbourDistance.from_extras(weight_file.extras)
+
+    @torch.no_grad()
+    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, str | None]]:
+        """(label, confidence, not-MRI reason or None) per 8-bit slice, the reason as the handler forms it."""
+        batch = [pixels(Image.fromarray(s), self.spec) for s in slices]
+        logits, features = logits_and_features(self.model, preprocess_batch(batch, self.spec))
+        probabilities = calibrated_probabilities(logits, self.meta.temperature)
+        outliers = self.ood.is_outlier(features) if self.ood is not None else torch.zeros(len(batch), dtype=torch.bool)
+        header = dicom_reason(dicom_tags)
+        return [(CLASSES[int(p.argmax())], float(p.max()),
+                 header or pixel_reason(px) or (FEATURE_REASON if outlier else None))
+                for p, px, outlier in zip(probabilities, batch, outliers)]
+
+
+def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -> dict:
+    """Per-slice answers on the brain slices of one volume, and their summary."""
+    brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
+    answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
+    results = [SliceResult(k, reference[k], label, round(confidence, 4), reason)
+               for k, (label, confidence, reason) in zip(brain, answers)]
+    return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
+            "slices": len(volume.slices), **summarise(results),
+            "per_slice": [result.__dict__ for result in results]}
+
+
+def run(weights: Path, external: Path, reference_file: Path = REFERENCE_FILE,
+        packaged: bool = True) -> dict:
+    """Score every patient volume under ``external`` (and the packaged MRI) with ``weights``."""
+    reference = read_reference(reference_file)
+    collections = {volume: rows[0]["collection"] for (volume, _), rows in reference.items()}
+    sources = [(volume, False) for volume in patient_volumes(external, collections)]
+    if packaged:
+        sources += [(volume, True) for volume in packaged_volumes()]
+    classifier = Classifier(weights)
+    rows = []
+    for volume, from_package in sources:
+        key = (volume.volume, volume.sequence)
+        if key not in reference:
+            raise ValueError(f"{volume.volume}/{volume.sequence} has no rows in {reference_file.name}")
+        row = score_volume(classifier, volume, readings(reference[key], len(volume.slices)))
+        rows.append({"packaged": from_package, **row})
+    return {"model_version": classifier.meta.version, "weights": weights.name, "reference": reference_file.name,
+            "volumes": rows}
+
+
+def _cell(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if percent else f"{value:.2f}"
+
+
+def markdown_table(report: dict) -> list[str]:
+    """One row per volume and sequence: the numbers the model card and the issue compare."""
+    header = ("collection", "volume", "sequence", "slices", "brain slices", "tumour slices called tumour",
+              "tumour-free slices called tumour", "unsure", "wrong answers: max / median confidence",
+              "`notumor` >= 0.9 on tumour slices", "`is_mri: false`", "answers")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in report["volumes"]:
+        labels = ", ".join(f"{name} {count}" for name, count in row["labels"].items())
+        cells = (row["collection"], row["volume"], row["sequence"], row["slices"], row["brain_slices"],
+                 f"{row['tumour_called_tumour']}/{row['tumour_slices']} ({_cell(row['sensitivity'], True)})",
+                 (f"{row['tumour_free_called_tumour']}/{row['tumour_free_slices']} "
+                  f"({_cell(row['false_positive_rate'], True)})"),
+                 row["unsure_slices"],
+                 f"{_cell(row['wrong_confidence']['max'])} / {_cell(row['wrong_confidence']['median'])}",
+                 row["confident_notumor_on_tumour"], row["flagged_not_mri"], labels)
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return lines
+
+
+def write_report(report: dict, name: str, out: Path = REPORTS) -> tuple[Path, Path]:
+    """``external_<name>.json`` and ``external_<name>.md`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"external_{name}.json", out / f"external_{name}.md"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    title = f"# External validation of model {report['model_version']} (`python -m training.external`)"
+    md_path.write_text("\n".join([title, "", *markdown_table(report), ""]))
+    return json_path, md_path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=ROOT / "model_store" / "brain_tumor.safetensors")
+    parser.add_argument("--name", default="lite0", help="report name: training/reports/external_<name>.json")
+    parser.add_argument("--external", type=Path, default=DEFAULT_EXTERNAL,
+                        help="folder of <volume>/<sequence>.nii.gz (default ../shared/data/external)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE_FILE)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        report = run(args.weights, args.external, args.reference)
+    except ExternalDataMissing as exc:
+        sys.exit(str(exc))
+    for path in write_report(report, args.name):
+        print(f"wrote {path}")
+    print("\n".join(markdown_table(report)))
+
+
+if __name__ == "__main__":
+    main()
