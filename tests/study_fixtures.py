@@ -56,12 +56,12 @@ def red_heatmap() -> bytes:
     return png_bytes(image)
 
 
-def mr_study(slices: int, *, date: str = "20261130", accession: str = "ACC0001",
+def mr_study(slices: int, *, label: str = "notumor", date: str = "20261130", accession: str = "ACC0001",
              description: str = "MR BRAIN") -> MadeStudy:
-    """One axial MR series of ``slices`` real training slices (a made-up patient, ``Test^Patient``)."""
+    """One axial MR series of ``slices`` real training slices of class ``label`` (a made-up patient, ``Test^Patient``)."""
     attributes = study_attributes(accession, description)
     attributes.StudyDate = date
-    datasets = mr_series(attributes, [mri_image("notumor", k) for k in range(slices)])
+    datasets = mr_series(attributes, [mri_image(label, k) for k in range(slices)])
     qido = {"StudyInstanceUID": attributes.StudyInstanceUID, "StudyDate": date, "StudyTime": "101500",
             "StudyDescription": description, "AccessionNumber": accession, "ModalitiesInStudy": "MR",
             "NumberOfStudyRelatedSeries": 1, "NumberOfStudyRelatedInstances": slices,

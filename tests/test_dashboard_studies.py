@@ -16,6 +16,7 @@ from dashboard_fixtures import (
 )
 from nicegui import ui
 from nicegui.testing import User
+from orthanc_fixture import start_worker
 from study_fixtures import (
     GLIOMA_RUN,
     FakePacs,
@@ -24,6 +25,7 @@ from study_fixtures import (
     orthanc_id,
     record_analysis,
     second_series,
+    store_in_orthanc,
 )
 
 from dashboard.services import replace_services, services
@@ -258,3 +260,26 @@ def _row_status(user: User, made) -> str:
             if any(made.qido["AccessionNumber"] in getattr(child, "text", "") for child in row.descendants())]
     assert len(rows) == 1
     return next(child.text for child in rows[0].descendants() if "study-status" in child._markers)
+
+
+@pytest.mark.asyncio
+async def test_the_real_worker_s_results_show_on_the_study_page(pacs_connected, orthanc, torchserve, tmp_path,
+                                                                user: User) -> None:
+    """The whole path: Orthanc, the PACS worker and TorchServe write what the dashboard then shows."""
+    made = mr_study(4, label="glioma", accession=f"WRK{time.monotonic_ns() % 10**8}")
+    store_in_orthanc(orthanc, made)
+    worker = start_worker(tmp_path / "worker", orthanc, torchserve, results_db=pacs_connected.study_results)
+    results = services().study_results
+    try:
+        await eventually(lambda: getattr(results.study(made.study_uid), "status", None) == "done", timeout=180)
+    finally:
+        worker.stop()
+    result = results.study(made.study_uid)
+    assert result.verdict == "glioma"  # four glioma slices of the training set
+
+    await sign_in(user, CLINICIAN, f"/studies/{made.study_uid}")
+    await user.should_see("Suspected glioma")
+    await user.should_see("Series 1 (AX T1 POST): Suspected glioma; 4 slices, 4 counted")
+    view, heatmap = _element(user, "slice-view"), _element(user, "slice-heatmap")
+    await eventually(lambda: view.props.get("src", "").startswith("data:image/png"), timeout=30)
+    assert heatmap.visible and heatmap.props["src"].startswith("data:image/png")  # the worker's Grad-CAM
