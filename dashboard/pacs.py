@@ -8,6 +8,7 @@ the PACS only through this class, so tests can put a stand-in in its place.
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 from dashboard.settings import Settings
@@ -30,9 +31,16 @@ class Pacs:
         self.limit = settings.worklist_limit
         self._client: PacsClient | None = None
 
-    async def search_studies(self, include_patient_name: bool = False) -> list[dict[str, Any]]:
-        """QIDO-RS: the worklist's attributes of (at most ``worklist_limit``) studies."""
-        return await self._call("search", lambda c: c.search_studies(self.limit, include_patient_name))
+    async def search_studies(self, include_patient_name: bool = False, since: date | None = None,
+                             until: date | None = None) -> list[dict[str, Any]]:
+        """QIDO-RS: the worklist's attributes of (at most ``worklist_limit``) studies, dated within the bounds.
+
+        The PACS filters the dates, so a bounded search finds recent studies however many old ones it holds.
+        """
+        dates = f"{since:%Y%m%d}-" if since else "-"
+        dates += f"{until:%Y%m%d}" if until else ""
+        return await self._call("search", lambda c: c.search_studies(self.limit, include_patient_name,
+                                                                    None if dates == "-" else dates))
 
     async def study_details(self, orthanc_id: str) -> dict[str, str]:
         """A study's date, description and accession (Orthanc keeps the patient's attributes apart)."""

@@ -53,6 +53,7 @@ class Settings:
     pacs_timeout_s: float
     study_results_database: Path
     worklist_limit: int
+    worklist_days: int
     show_patient_name: bool
 
 

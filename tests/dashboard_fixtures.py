@@ -73,6 +73,7 @@ def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_temp
         "STUDY_RESULTS_DATABASE": tmp_path / "results.sqlite3",
         "PACS_URL": closed,
         "PACS_CREDENTIALS_FILE": tmp_path / "no_pacs_credentials.json",
+        "WORKLIST_DAYS": "0",  # the tests' studies have fixed dates
     }.items():
         monkeypatch.setenv(f"NEUROSCAN_{key}", str(value))
     monkeypatch.delenv("NEUROSCAN_ADMIN_PASSWORD", raising=False)

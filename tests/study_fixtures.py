@@ -9,6 +9,7 @@ the dashboard's PACS connection where a test needs no real Orthanc.
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -124,7 +125,9 @@ class FakePacs:
         self.stored: list[list[bytes]] = []
         self.asked_for_names: list[bool] = []
 
-    async def search_studies(self, include_patient_name: bool = False) -> list[dict[str, Any]]:
+    async def search_studies(self, include_patient_name: bool = False, since: date | None = None,
+                             until: date | None = None) -> list[dict[str, Any]]:
+        """Every study, whatever the dates: the page must filter them itself too (a PACS may ignore the range)."""
         self.asked_for_names.append(include_patient_name)
         return [{k: v for k, v in s.qido.items() if include_patient_name or k != "PatientName"} for s in self.studies]
 

@@ -1,7 +1,7 @@
 """The studies worklist and the study page, on results written as the PACS worker writes them."""
 
 import time
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 
 import pytest
@@ -28,7 +28,9 @@ from study_fixtures import (
     store_in_orthanc,
 )
 
+from dashboard.pacs import Pacs
 from dashboard.services import replace_services, services
+from dashboard.settings import load_settings
 from dashboard.study_view import slice_infos, strip_chart
 from dashboard.worklist import WorklistFilter, matches, worklist
 from neuroscan.study_results import StudyResult, StudyResults
@@ -118,6 +120,23 @@ async def test_worklist_shows_patient_name_only_when_configured(names_shown, use
     await sign_in(user, CLINICIAN, "/studies")
     await user.should_see("Test^Patient - MR BRAIN")
     assert pacs.asked_for_names == [True]
+
+
+@pytest.fixture
+def last_week(dashboard_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worklist that opens on the last seven days (request it before ``user``)."""
+    monkeypatch.setenv("NEUROSCAN_WORKLIST_DAYS", "7")
+
+
+@pytest.mark.asyncio
+async def test_worklist_opens_on_recent_studies(last_week, user: User) -> None:
+    results = services().study_results
+    recent = make_study(results, GLIOMA_RUN, date=f"{date.today() - timedelta(days=2):%Y%m%d}", accession="RECENT")
+    replace_services(pacs=FakePacs(recent, make_study(results, GLIOMA_RUN, date="20200101", accession="OLD")))
+    await sign_in(user, CLINICIAN, "/studies")
+    await user.should_see("1 study")
+    assert _accessions(user) == ["RECENT"]
+    assert _element(user, "worklist-since").value == (date.today() - timedelta(days=7)).isoformat()
 
 
 @pytest.mark.asyncio
@@ -283,3 +302,22 @@ async def test_the_real_worker_s_results_show_on_the_study_page(pacs_connected, 
     view, heatmap = _element(user, "slice-view"), _element(user, "slice-heatmap")
     await eventually(lambda: view.props.get("src", "").startswith("data:image/png"), timeout=30)
     assert heatmap.visible and heatmap.props["src"].startswith("data:image/png")  # the worker's Grad-CAM
+
+
+@pytest.mark.asyncio
+async def test_worklist_dates_are_searched_by_the_real_pacs(pacs_connected, orthanc) -> None:
+    """QIDO-RS gets the date range, so a PACS full of older studies still yields the recent ones."""
+    tag = time.monotonic_ns() % 10**6
+    january, february = (mr_study(1, date=day, accession=f"D{tag}-{day[4:6]}") for day in ("20200105", "20200220"))
+    for made in (january, february):
+        store_in_orthanc(orthanc, made)
+    pacs = Pacs(load_settings())
+
+    async def accessions(**bounds) -> set[str]:
+        found = {s["AccessionNumber"] for s in await pacs.search_studies(**bounds)}
+        return found & {january.qido["AccessionNumber"], february.qido["AccessionNumber"]}
+
+    assert await accessions(since=date(2020, 2, 1), until=date(2020, 2, 29)) == {f"D{tag}-02"}
+    assert await accessions(until=date(2020, 1, 31)) == {f"D{tag}-01"}
+    assert await accessions(since=date(2020, 1, 1)) == {f"D{tag}-01", f"D{tag}-02"}
+    await pacs.aclose()

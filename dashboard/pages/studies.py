@@ -1,6 +1,6 @@
 """Studies worklist: the PACS's studies with the worker's verdicts, suspected tumours first."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from nicegui import run, ui
 
@@ -25,11 +25,12 @@ _STATUS_CHOICES = {_ALL: "All studies", "suspected": "Suspected tumour", **STATU
 @ui.page("/studies")
 async def studies_page() -> None:
     """Filters on top; the studies below in triage order, each a link to its study page."""
+    days = services().settings.worklist_days
     with frame("Studies", current_session()):
         with ui.row().classes("w-full items-end flex-wrap gap-3").props('role="search"'):
             status = ui.select(_STATUS_CHOICES, value=_ALL, label="Status").classes("w-52").mark("worklist-status")
-            since = ui.input("Study date from").props("type=date stack-label").classes("w-44") \
-                .mark("worklist-since")
+            since = ui.input("Study date from", value=(date.today() - timedelta(days=days)).isoformat() if days else "") \
+                .props("type=date stack-label").classes("w-44").mark("worklist-since")
             until = ui.input("to").props("type=date stack-label").classes("w-44").mark("worklist-until")
             ui.button("Search", icon="search", on_click=lambda: rows.refresh()).mark("worklist-search")
 
@@ -44,7 +45,7 @@ async def studies_page() -> None:
             shared = services()
             show_names = shared.settings.show_patient_name
             try:
-                studies = await shared.pacs.search_studies(include_patient_name=show_names)
+                studies = await shared.pacs.search_studies(show_names, wanted.since, wanted.until)
             except PacsFailure as exc:
                 ui.label(exc.message).classes("text-red-800").props('role="alert"').mark("worklist-error")
                 return
