@@ -147,3 +147,9 @@ def test_scroll_a_study_with_arrow_keys_and_wheel_and_toggle_its_heatmap(browser
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(view), 0, -120).perform()
     showing(4)
     assert red() > 100
+
+    browser.get(pacs_dashboard_url + "/studies")  # and the study on the worklist, the tumour first
+    wait.until(lambda _: f"accession {made.qido['AccessionNumber']}" in browser.find_element(By.TAG_NAME, "body").text)
+    first_row = browser.find_element(By.XPATH, "//a[text()='Open study']/..")
+    assert "Suspected glioma" in first_row.text
+    _screenshot(browser, "dashboard-worklist.png")

@@ -263,7 +263,7 @@ async def test_real_orthanc_stores_an_upload_lists_it_and_serves_its_slices(pacs
     record_analysis(services().study_results, made, GLIOMA_RUN[:4], orthanc_id=partial(orthanc_id, orthanc))
     await user.open("/studies")
     await user.should_see(f"accession {made.qido['AccessionNumber']}")
-    assert _row_status(user, made) == "Analysed: Suspected glioma"
+    assert _row_status(user, made) == "Suspected glioma"
 
     await user.open(f"/studies/{made.study_uid}")
     await user.should_see(f"accession {made.qido['AccessionNumber']}")
@@ -278,7 +278,7 @@ def _row_status(user: User, made) -> str:
     rows = [row for row in user.find(marker="study-row").elements
             if any(made.qido["AccessionNumber"] in getattr(child, "text", "") for child in row.descendants())]
     assert len(rows) == 1
-    return next(child.text for child in rows[0].descendants() if "study-status" in child._markers)
+    return next(child.text for child in rows[0].descendants() if "verdict-badge" in child._markers)
 
 
 @pytest.mark.asyncio

@@ -6,7 +6,7 @@ from nicegui import run, ui
 
 from dashboard.pacs import PacsFailure
 from dashboard.pages.layout import frame
-from dashboard.pages.study_widgets import verdict_badge, verdict_text
+from dashboard.pages.study_widgets import verdict_badge
 from dashboard.services import services
 from dashboard.session import current_session
 from dashboard.worklist import (
@@ -71,8 +71,7 @@ def _study_row(row: WorklistRow) -> None:
             ui.label(f"{row.study_date or 'no date'} | accession {row.accession or '-'} | {row.modalities or '-'} | "
                      f"{_count(row.series, 'series', 'series')}, {_count(row.slices, 'slice', 'slices')}") \
                 .classes("text-sm text-slate-600").mark("study-details")
-        ui.label(status_name(row.status) if row.status != "done" else f"Analysed: {verdict_text(row.verdict)}") \
-            .classes("text-sm").mark("study-status")
+        ui.space()
         ui.link("Open study", f"/studies/{row.study_uid}").props(f'aria-label="Open study {row.accession}"')
 
 
