@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from pydicom import Dataset
 
 from dashboard.images import png_bytes
+from dashboard.pacs import PacsFailure
 from neuroscan.classes import CLASSES
 from neuroscan.study import SliceAnswer, aggregate_series, aggregate_study
 from neuroscan.study_results import StudyResults
@@ -124,6 +125,7 @@ class FakePacs:
         self.studies = list(studies)
         self.stored: list[list[bytes]] = []
         self.asked_for_names: list[bool] = []
+        self.failures = 0  # instance fetches to refuse, as a PACS that is restarting does
 
     async def search_studies(self, include_patient_name: bool = False, since: date | None = None,
                              until: date | None = None) -> list[dict[str, Any]]:
@@ -136,6 +138,9 @@ class FakePacs:
         return {key: study.qido[key] for key in ("StudyDate", "StudyDescription", "AccessionNumber")}
 
     async def instance_file(self, orthanc_id: str) -> bytes:
+        if self.failures:
+            self.failures -= 1
+            raise PacsFailure("instance file: the PACS answered 503")
         return next(data for s in self.studies for uid, data in s.files().items() if fake_orthanc_id(uid) == orthanc_id)
 
     async def store(self, files: list[bytes]) -> dict[str, Any]:

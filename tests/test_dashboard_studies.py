@@ -14,7 +14,7 @@ from dashboard_fixtures import (
     texts,
     upload,
 )
-from nicegui import ui
+from nicegui import ElementFilter, ui
 from nicegui.testing import User
 from orthanc_fixture import start_worker
 from study_fixtures import (
@@ -191,6 +191,23 @@ async def test_study_page_scrolls_slices_toggles_heatmap_and_keeps_the_review(us
 
 
 @pytest.mark.asyncio
+async def test_a_slice_the_pacs_did_not_deliver_is_fetched_again(user: User) -> None:
+    made = make_study(services().study_results, GLIOMA_RUN)
+    pacs = FakePacs(made)
+    pacs.failures = 1
+    replace_services(pacs=pacs)
+    await sign_in(user, CLINICIAN, f"/studies/{made.study_uid}")
+    await user.should_see("This slice could not be loaded from the PACS.", retries=50)
+    view = _element(user, "slice-view")
+    assert not view.visible
+    user.find(marker="slice-next").click()
+    user.find(marker="slice-previous").click()
+    await user.should_see("Slice 3 of 6")
+    await eventually(lambda: view.visible and view.props["src"].startswith("data:image/png"), timeout=20)
+    await user.should_not_see("This slice could not be loaded from the PACS.")
+
+
+@pytest.mark.asyncio
 async def test_study_with_two_series_opens_on_the_one_the_verdict_came_from(user: User) -> None:
     results = services().study_results
     first = make_study(results, [("notumor", 0.95), ("notumor", 0.6), ("notumor", 0.9)])
@@ -220,7 +237,9 @@ def _accessions(user: User) -> list[str]:
 
 
 def _element(user: User, marker: str) -> ui.element:
-    return next(iter(user.find(marker=marker).elements))
+    """The element with ``marker``, shown or hidden."""
+    with user:
+        return next(iter(ElementFilter(marker=marker, local_scope=False)))
 
 
 def _press(user: User, key: str) -> None:

@@ -26,6 +26,7 @@ from neuroscan.study_results import SeriesResult
 
 log = logging.getLogger(__name__)
 _HEATMAP_OPACITY = 0.6
+_CACHED_SLICES = 64
 _NEXT_KEYS, _PREVIOUS_KEYS = {"ArrowDown", "ArrowRight", "PageDown"}, {"ArrowUp", "ArrowLeft", "PageUp"}
 
 
@@ -107,15 +108,19 @@ class SliceViewer:
         self.toggle.set_enabled(heatmap is not None)
 
     async def _view(self, info: SliceInfo) -> bytes | None:
+        """The slice's pixels, fetched once; a failed fetch is tried again next time the slice is shown."""
         if info.index not in self._views:
-            self._views[info.index] = await _fetch_view(info)
+            view = await _fetch_view(info)
+            if view is None:
+                return None
+            _remember(self._views, info.index, view)
         return self._views[info.index]
 
     async def _heatmap(self, info: SliceInfo) -> bytes | None:
         if info.index not in self._heatmaps:
             series = self.series
-            self._heatmaps[info.index] = await run.io_bound(services().study_results.heatmap, series.series_uid,
-                                                            series.model_version, info.instance_uid)
+            _remember(self._heatmaps, info.index, await run.io_bound(
+                services().study_results.heatmap, series.series_uid, series.model_version, info.instance_uid))
         return self._heatmaps[info.index]
 
     @staticmethod
@@ -138,6 +143,13 @@ class SliceViewer:
 
     async def _chart_click(self, event: EChartPointClickEventArguments) -> None:
         await self.show(event.data_index)
+
+
+def _remember(cache: dict[int, bytes | None], index: int, png: bytes | None) -> None:
+    """Keep the last ``_CACHED_SLICES`` slices of a page: enough to scroll back and forth, bounded for long series."""
+    cache[index] = png
+    if len(cache) > _CACHED_SLICES:
+        del cache[next(iter(cache))]
 
 
 def _layer(alt: str) -> ui.element:
