@@ -147,6 +147,9 @@ def test_scroll_a_study_with_arrow_keys_and_wheel_and_toggle_its_heatmap(browser
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(view), 0, -120).perform()
     showing(4)
     assert red() > 100
+    browser.set_window_size(820, 1180)  # a tablet held upright: nothing may need sideways scrolling
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    _screenshot(browser, "dashboard-study-tablet.png")
 
     browser.get(pacs_dashboard_url + "/studies")  # and the study on the worklist, the tumour first
     wait.until(lambda _: f"accession {made.qido['AccessionNumber']}" in browser.find_element(By.TAG_NAME, "body").text)
