@@ -46,8 +46,9 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recomme
 # Debian packages the tests use: Chromium (browser test), Prometheus/promtool (alert rules and a
 # real scrape), shellcheck and docker-compose (container files are linted and validated), nginx
 # and envsubst (the Kubernetes management proxy's site, run for real), dcmtk's storescu (studies are
-# sent to Orthanc by C-STORE) and dicom3tools' dciodvfy (the SR and PDF written back are validated).
-TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base dcmtk dicom3tools
+# sent to Orthanc by C-STORE), dicom3tools' dciodvfy (the SR and PDF written back are validated) and
+# wrk (`make bench`'s compiled load generator).
+TEST_DEBS := chromium chromium-driver prometheus shellcheck docker-compose nginx gettext-base dcmtk dicom3tools wrk
 # Debian starts these on install where systemd runs (ports 9090 and 80): the tests start their
 # own, so a fresh install is stopped and disabled again; one that was there before is left alone.
 TEST_SERVICES := prometheus nginx
@@ -110,7 +111,7 @@ serve: ts-start
 	$(PY) -m dashboard
 
 # ---- benchmark: TorchServe under load vs the seed design and the raw-forward ceiling ------------
-bench: need-data $(MAR)
+bench: need-data $(MAR) test-deps
 	$(PY) tests/bench_serving.py
 
 # A 150-slice MR series C-STOREd into Orthanc, analysed by the worker, its SR stored back (goal <= 5 s).

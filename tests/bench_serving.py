@@ -11,11 +11,13 @@ What it measures, all on the same real validation MRI images:
    by the handler's own ``create_backend`` from the unpacked .mar) in-process, forward only, at its best
    batch size and process x thread layout on all cores. No HTTP, no queue, no decoding.
 3. TorchServe itself, started here in a temp directory on free ports: cold start (process start to the
-   first successful prediction), then an async httpx load generator (127.0.0.1 only, bounded by time
-   and count) at several concurrency levels, per server setting: throughput, p50/p95/p99 latency,
-   errors, server-side batch sizes (the handler's HandlerBatchSize metric) and worker RSS.
-   ``served_best_img_s`` is the best throughput whose p99 is within the latency budget (300 ms) with
-   no errors.
+   first successful prediction), then load at several concurrency levels (127.0.0.1 only, bounded by
+   time), per server setting: throughput, p50/p95/p99 latency, errors, server-side batch sizes (the
+   handler's HandlerBatchSize metric), worker RSS, each process's CPU and the server's CPU-ms per
+   image. Two load generators: Debian's compiled ``wrk`` (tests/wrk_load.py; ~0.05 ms of CPU per
+   request, so it measures the server) for every setting, and the Python httpx client (~1.6 ms per
+   request; it also checks every answer's label) for the packaged one. ``served_best_img_s`` is the
+   best wrk throughput whose p99 is within the latency budget (300 ms) with no errors.
 
 Results go to bench-results.json (git-ignored) and a Markdown table on stdout.
 """
@@ -48,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from handler.wait_ready import ready_workers
 from tests.torchserve_fixture import free_ports, write_config
+from tests.wrk_load import run_wrk
 
 MAR = REPO / "model_store" / "brain_tumor.mar"
 WEIGHTS = REPO / "model_store" / "brain_tumor.safetensors"
@@ -234,8 +237,10 @@ class Server:
             return psutil.Process(int(pid_file.read_text().strip()))
         return None
 
-    def worker_rss_mb(self) -> list[float]:
-        """Resident memory of each model worker (with its children), in MB."""
+    def worker_rss_mb(self, kind: str = "rss") -> list[float]:
+        """Resident (``rss``) or unique (``uss``: not shared with the other workers) memory of each model
+        worker, with its children, in MB. TorchServe's worker imports torch itself, and the shared
+        library pages that import maps count in every worker's RSS but only once in RAM."""
         front = self.frontend()
         if front is None:
             return []
@@ -244,8 +249,8 @@ class Server:
             for child in front.children():
                 with contextlib.suppress(psutil.Error):
                     if any("model_service_worker" in part for part in child.cmdline()):
-                        rss = child.memory_info().rss + sum(c.memory_info().rss for c in child.children(recursive=True))
-                        sizes.append(rss / 2**20)
+                        family = [child, *child.children(recursive=True)]
+                        sizes.append(sum(getattr(p.memory_full_info(), kind) for p in family) / 2**20)
         return sizes
 
 
@@ -404,10 +409,13 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return out
 
 
-def measure_level(server: Server, images, concurrency: int, seconds: float, max_requests: int) -> dict:
+def measure_level(server: Server, images, concurrency: int, seconds: float, max_requests: int,
+                  generator: str = "wrk") -> dict:
+    """One concurrency level with ``generator`` ("wrk": compiled, what the server can do; "httpx":
+    the Python client, which also checks every answer's label)."""
     before = batch_metric(server)
     front = server.frontend()
-    processes = {"load generator": psutil.Process()}
+    processes = {} if generator == "wrk" else {"load generator": psutil.Process()}
     if front is not None:
         processes["frontend"] = front
         with contextlib.suppress(psutil.Error):
@@ -415,34 +423,49 @@ def measure_level(server: Server, images, concurrency: int, seconds: float, max_
                 c for c in front.children() if any("model_service_worker" in a for a in c.cmdline()))})
     cpu_before, wall_before = cpu_seconds(processes), time.perf_counter()
     rss: list[list[float]] = []
+    uss: list[list[float]] = []
     stop = False
 
     async def sample_rss() -> None:
         while not stop:
             rss.append(server.worker_rss_mb())
+            uss.append(server.worker_rss_mb("uss"))
             await asyncio.sleep(1.0)
 
-    async def both() -> LoadResult:
+    async def load() -> dict:
+        if generator == "wrk":
+            return await asyncio.to_thread(run_wrk, f"{server.inference}/predictions/{MODEL}",
+                                           server.headers("inference")["Authorization"],
+                                           [data for data, _ in images], concurrency, seconds)
+        return (await drive(server, images, concurrency, seconds, max_requests, warmup=min(2.0, seconds / 4))).summary()
+
+    async def both() -> dict:
         nonlocal stop
         sampler = asyncio.create_task(sample_rss())
         try:
-            return await drive(server, images, concurrency, seconds, max_requests, warmup=min(2.0, seconds / 4))
+            return await load()
         finally:
             stop = True
             await sampler
 
-    result = asyncio.run(both()).summary()
+    result = asyncio.run(both())
     wall = time.perf_counter() - wall_before
     cpu_after = cpu_seconds(processes)
     # cores each part kept busy on average (load generator, Java frontend, each worker)
     result["cores_used"] = {name: round((cpu_after[name] - cpu_before[name]) / wall, 2)
                             for name in cpu_after if name in cpu_before}
+    if generator == "wrk":
+        result["cores_used"]["load generator"] = round(result.pop("generator_cpu_s") / wall, 2)
+    result["generator"] = generator
+    server_cores = sum(v for k, v in result["cores_used"].items() if k != "load generator")
+    result["server_cpu_ms_per_img"] = round(server_cores * 1000 / result["img_s"], 2) if result["img_s"] else None
     after = batch_metric(server)
     calls = after[1] - before[1]
     result["mean_server_batch"] = round((after[0] - before[0]) / calls, 2) if calls > 0 else None
     result["handler_calls"] = int(calls)
-    per_worker = [max(sizes) for sizes in zip(*[s for s in rss if s])] if any(rss) else []
-    result["worker_rss_mb"] = [round(x) for x in per_worker]
+    for name, samples in (("worker_rss_mb", rss), ("worker_uss_mb", uss)):
+        per_worker = [max(sizes) for sizes in zip(*[s for s in samples if s])] if any(samples) else []
+        result[name] = [round(x) for x in per_worker]
     return result
 
 
@@ -483,37 +506,45 @@ def markdown(results: dict) -> str:
         (f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores "
          f"({', '.join(results['machine']['flags'])}); {results['date']}; {results['images']} validation images."),
         "",
-        ("| path | setting | clients | img/s | p50 ms | p95 ms | p99 ms | errors | mean server batch | worker RSS MB "
-         "| CPU cores: load gen / frontend / workers |"),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ("| path | setting | load gen | clients | img/s | p50 ms | p95 ms | p99 ms | errors | mean server batch "
+         "| worker RSS / USS MB | CPU cores: load gen / frontend / workers | server CPU ms/img |"),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     if "seed_design_img_s" in results:
         ceiling = results["raw_ceiling"]
         lines += [
-            (f"| (a) seed design, in-process | fp32 eager timm, batch 1, {results['seed_design']['threads']} threads | 1 | "
-             f"{results['seed_design_img_s']:.1f} | | | | | 1 | | |"),
+            (f"| (a) seed design, in-process | fp32 eager timm, batch 1, {results['seed_design']['threads']} threads | - | 1 | "
+             f"{results['seed_design_img_s']:.1f} | | | | | 1 | | | |"),
             (f"| (b) raw ceiling, in-process | {ceiling['backend']}, batch {ceiling['best']['batch']}, "
-             f"{ceiling['best']['processes']} proc x {ceiling['best']['threads']} thr | - | "
-             f"{results['raw_ceiling_img_s']:.1f} | | | | | {ceiling['best']['batch']} | | |"),
-            (f"| (b') in-process handler path (diagnostic) | (b) + decode, pixel check, preprocess, head | - | "
-             f"{results['inprocess_handler_path_img_s']:.1f} | | | | | {ceiling['best']['batch']} | | |"),
+             f"{ceiling['best']['processes']} proc x {ceiling['best']['threads']} thr | - | - | "
+             f"{results['raw_ceiling_img_s']:.1f} | | | | | {ceiling['best']['batch']} | | | "
+             f"{results['ceiling_cpu_ms_per_img']} |"),
+            (f"| (b') in-process handler path (diagnostic) | (b) + decode, pixel check, preprocess, head | - | - | "
+             f"{results['inprocess_handler_path_img_s']:.1f} | | | | | {ceiling['best']['batch']} | | | |"),
         ]
     best = results.get("served_best") or {}
     for name, setting in results["served"].items():
         for row in setting["levels"]:
-            mark = " **best**" if best.get("setting") == name and best.get("concurrency") == row["concurrency"] else ""
+            mark = " **best**" if (best.get("setting"), best.get("concurrency"), best.get("generator")) == \
+                (name, row["concurrency"], row["generator"]) else ""
             cores = row.get("cores_used", {})
             workers = "+".join(f"{v:.2f}" for k, v in cores.items() if k.startswith("worker"))
-            lines.append(f"| TorchServe{mark} | {name}: {setting['describe']} | {row['concurrency']} | {row['img_s']:.1f} | "
-                         f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {row['errors']} | "
-                         f"{row['mean_server_batch']} | {'/'.join(str(x) for x in row['worker_rss_mb'])} | "
-                         f"{cores.get('load generator', 0):.2f} / {cores.get('frontend', 0):.2f} / {workers} |")
+            lines.append(f"| TorchServe{mark} | {name}: {setting['describe']} | {row['generator']} | {row['concurrency']} | "
+                         f"{row['img_s']:.1f} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {row['errors']} | "
+                         f"{row['mean_server_batch']} | {'/'.join(str(x) for x in row['worker_rss_mb'])} / "
+                         f"{'/'.join(str(x) for x in row['worker_uss_mb'])} | "
+                         f"{cores.get('load generator', 0):.2f} / {cores.get('frontend', 0):.2f} / {workers} | "
+                         f"{row['server_cpu_ms_per_img']} |")
     lines.append("")
-    line = f"Served best (p99 <= {results['latency_budget_ms']:.0f} ms, no errors): **{results['served_best_img_s']:.1f} img/s**"
+    line = (f"Served best with wrk (p99 <= {results['latency_budget_ms']:.0f} ms, no errors): "
+            f"**{results['served_best_img_s']:.1f} img/s**")
     if "served_vs_seed" in results:
         line += (f" = **{results['served_vs_seed']:.2f}x** the seed design (a) and **{results['served_vs_ceiling']:.0%}** "
                  f"of the raw ceiling (b)")
     lines.append(line + f"; cold start {results['cold_start_s']:.1f} s (process start to first prediction).")
+    if results.get("served_best_httpx"):
+        lines.append(f"With the httpx generator: {results['served_best_httpx']['img_s']:.1f} img/s "
+                     f"(accuracy {results['served_best_httpx']['accuracy']}).")
     return "\n".join(lines)
 
 
@@ -591,22 +622,27 @@ def main() -> None:
                 # untimed warm-up of new workers (their first batches) before measuring
                 asyncio.run(drive(server, images, 16, args.worker_warmup, args.max_requests, warmup=0))
                 rows = []
-                for concurrency in tqdm(levels, desc=f"TorchServe: {name}", unit="level"):
-                    rows.append(measure_level(server, images, concurrency, args.seconds, args.max_requests))
-                    tqdm.write(f"  c={concurrency:3d}  {rows[-1]['img_s']:6.1f} img/s  p50 {rows[-1]['p50_ms']} "
-                               f"p99 {rows[-1]['p99_ms']} ms  batch {rows[-1]['mean_server_batch']}  "
-                               f"errors {rows[-1]['errors']}  cores {rows[-1]['cores_used']}")
+                generators = ("wrk", "httpx") if name == "packaged" else ("wrk",)
+                for generator, concurrency in tqdm([(g, c) for g in generators for c in levels],
+                                                   desc=f"TorchServe: {name}", unit="level"):
+                    rows.append(measure_level(server, images, concurrency, args.seconds, args.max_requests, generator))
+                    tqdm.write(f"  {generator:5s} c={concurrency:3d}  {rows[-1]['img_s']:6.1f} img/s  "
+                               f"p50 {rows[-1]['p50_ms']} p99 {rows[-1]['p99_ms']} ms  "
+                               f"batch {rows[-1]['mean_server_batch']}  errors {rows[-1]['errors']}  "
+                               f"cores {rows[-1]['cores_used']}")
                 served[name] = {"overrides": overrides, "describe": describe(config), "levels": rows}
         finally:
             stop_server(server)
     results["served"] = served
     candidates = [{**row, "setting": name} for name, s in served.items() for row in s["levels"]]
-    best_row = best_served(candidates, args.budget_ms)
+    best_row = best_served([r for r in candidates if r["generator"] == "wrk"], args.budget_ms)
+    results["served_best_httpx"] = best_served([r for r in candidates if r["generator"] == "httpx"], args.budget_ms)
     results["served_best"] = best_row
     results["served_best_img_s"] = best_row["img_s"] if best_row else 0.0
     if "seed_design_img_s" in results:
         results["served_vs_seed"] = round(results["served_best_img_s"] / results["seed_design_img_s"], 2)
         results["served_vs_ceiling"] = round(results["served_best_img_s"] / results["raw_ceiling_img_s"], 3)
+        results["ceiling_cpu_ms_per_img"] = round(CORES * 1000 / results["raw_ceiling_img_s"], 2)
         results["goals"] = {"served >= 3x seed": results["served_vs_seed"] >= 3.0,
                             "served >= 60% ceiling": results["served_vs_ceiling"] >= 0.6}
     results["machine"]["load_avg_at_end"] = os.getloadavg()

@@ -57,21 +57,29 @@ def wait_until(condition, timeout: float = 60.0, step: float = 0.25):
     return result
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory) -> Orthanc:
-    home = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_ports(2)
+def start_orthanc(home: Path, http_port: int, dicom_port: int) -> tuple[Orthanc, subprocess.Popen]:
+    """Orthanc on these ports under ``home`` (its account is made on the first start), once it answers."""
     config = runtime_config(home, http_port, dicom_port)
-    with open(home / "orthanc.log", "wb") as log:
+    with open(home / "orthanc.log", "ab") as log:
         process = subprocess.Popen(["Orthanc", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, home)
+    wait_until(lambda: _answers(server), timeout=60)
+    return server, process
+
+
+def stop_orthanc(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Orthanc:
+    server, process = start_orthanc(tmp_path_factory.mktemp("orthanc"), *free_ports(2))
     try:
-        wait_until(lambda: _answers(server), timeout=60)
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_orthanc(process)
 
 
 def _answers(server: Orthanc) -> bool:

@@ -10,6 +10,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,8 @@ from pypdf import PdfReader
 
 from neuroscan.study_results import StudyResults
 from tests.dicom_series import mr_series, study_attributes, to_bytes
-from tests.orthanc_fixture import start_worker, wait_until
+from tests.orthanc_fixture import start_orthanc, start_worker, stop_orthanc, wait_until
+from tests.torchserve_fixture import free_ports
 
 GLIOMA_SLICES = 5
 
@@ -205,3 +207,24 @@ def _sr_references(orthanc, study_uid: str) -> set[str]:
     (sr,) = dicomweb_instances(orthanc, study_uid, "SR")
     return {str(item.ReferencedSOPInstanceUID) for item in _walk(sr) if "ReferencedSOPInstanceUID" in item}
 
+
+
+def test_worker_rides_out_an_orthanc_restart(torchserve, tmp_path, val_images):
+    """Orthanc stopped and started again under a running worker: the worker waits, then analyses the
+    study sent after the restart without being restarted itself."""
+    ports = free_ports(2)
+    pacs, process = start_orthanc(tmp_path / "orthanc", *ports)
+    worker = start_worker(tmp_path / "w", pacs, torchserve)
+    try:
+        time.sleep(1.0)
+        stop_orthanc(process)
+        time.sleep(2.0)  # the worker's polls fail meanwhile
+        pacs, process = start_orthanc(tmp_path / "orthanc", *ports)
+        study = study_attributes(accession="ACC-ORTHANC-RESTART")
+        pacs.store(write(mr_series(study, val_images["glioma"][:3], 1, "AX T1 POST"), tmp_path / "s"))
+        result = wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
+        assert result.status == "done" and worker.process.poll() is None
+        assert "waiting for the PACS or TorchServe" in worker.log.read_text()
+    finally:
+        worker.stop()
+        stop_orthanc(process)
