@@ -340,3 +340,18 @@ async def test_worklist_dates_are_searched_by_the_real_pacs(pacs_connected, orth
     assert await accessions(until=date(2020, 1, 31)) == {f"D{tag}-01"}
     assert await accessions(since=date(2020, 1, 1)) == {f"D{tag}-01", f"D{tag}-02"}
     await pacs.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_shown_patient_name_stays_off_logs_and_metrics(names_shown, pacs_connected, orthanc, caplog,
+                                                               user: User) -> None:
+    made = mr_study(2, accession=f"NAME{time.monotonic_ns() % 10**8}")
+    store_in_orthanc(orthanc, made)
+    record_analysis(services().study_results, made, GLIOMA_RUN[2:4], orthanc_id=partial(orthanc_id, orthanc))
+    await sign_in(user, CLINICIAN, "/studies")
+    await user.should_see("Test^Patient - MR BRAIN")  # from the real PACS's QIDO-RS answer, as configured
+    await user.open(f"/studies/{made.study_uid}")
+    await user.should_see("Slice 1 of 2")
+    await user.should_not_see("Test^Patient")  # the study page never shows it
+    metrics = (await user.http_client.get("/metrics")).text
+    assert "Test^Patient" not in caplog.text and "Test" not in metrics
