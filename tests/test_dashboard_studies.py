@@ -275,7 +275,7 @@ async def test_real_orthanc_stores_an_upload_lists_it_and_serves_its_slices(pacs
     await user.should_see("4 DICOM files stored in the PACS", retries=100)
 
     await user.open("/studies")  # QIDO-RS of the real PACS: there, not analysed yet
-    await user.should_see(f"accession {made.qido['AccessionNumber']} | MR | 1 series, 4 slices")
+    await user.should_see(f"accession {made.qido['AccessionNumber']} | MR | 1 series, 4 instances")
     assert _row_status(user, made) == "Not analysed yet"
     await user.should_not_see("Test^Patient")
 

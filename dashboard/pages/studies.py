@@ -61,6 +61,7 @@ async def studies_page() -> None:
 
 
 def _study_row(row: WorklistRow) -> None:
+    """One study; its counts are the PACS's, so an analysed study's include the SR and PDF series written back."""
     with ui.row().classes("w-full items-center flex-wrap gap-4 p-2 border rounded").mark("study-row"):
         verdict_badge(row.verdict if row.status == "done" else None, status_name(row.status))
         with ui.column().classes("gap-0 min-w-[240px] flex-1"):
@@ -69,7 +70,7 @@ def _study_row(row: WorklistRow) -> None:
                 title = f"{row.patient_name} - {title}"
             ui.label(title).classes("font-semibold")
             ui.label(f"{row.study_date or 'no date'} | accession {row.accession or '-'} | {row.modalities or '-'} | "
-                     f"{_count(row.series, 'series', 'series')}, {_count(row.slices, 'slice', 'slices')}") \
+                     f"{_count(row.series, 'series', 'series')}, {_count(row.slices, 'instance', 'instances')}") \
                 .classes("text-sm text-slate-600").mark("study-details")
         ui.space()
         ui.link("Open study", f"/studies/{row.study_uid}").props(f'aria-label="Open study {row.accession}"')
