@@ -36,7 +36,7 @@ class WorklistRow:
     accession: str
     modalities: str
     series: int | None
-    slices: int | None
+    instances: int | None
     status: str
     verdict: str | None
     patient_name: str | None = None
@@ -94,7 +94,7 @@ def _row(study: dict[str, Any], result: StudyResult | None, show_patient_name: b
         accession=str(study.get("AccessionNumber") or ""),
         modalities=", ".join(modalities) if isinstance(modalities, list) else str(modalities or ""),
         series=_int(study.get("NumberOfStudyRelatedSeries")),
-        slices=_int(study.get("NumberOfStudyRelatedInstances")),
+        instances=_int(study.get("NumberOfStudyRelatedInstances")),
         status=WAITING if result is None else result.status,
         verdict=None if result is None else result.verdict,
         patient_name=str(study.get("PatientName") or "") if show_patient_name else None,

@@ -70,7 +70,7 @@ def _study_row(row: WorklistRow) -> None:
                 title = f"{row.patient_name} - {title}"
             ui.label(title).classes("font-semibold")
             ui.label(f"{row.study_date or 'no date'} | accession {row.accession or '-'} | {row.modalities or '-'} | "
-                     f"{_count(row.series, 'series', 'series')}, {_count(row.slices, 'instance', 'instances')}") \
+                     f"{_count(row.series, 'series', 'series')}, {_count(row.instances, 'instance', 'instances')}") \
                 .classes("text-sm text-slate-600").mark("study-details")
         ui.space()
         ui.link("Open study", f"/studies/{row.study_uid}").props(f'aria-label="Open study {row.accession}"')
