@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> Services:
     app.on_startup(lambda: background_tasks.create(shared.torchserve.keys.keep_fresh(settings.key_check_s),
                                                    name="renew TorchServe keys"))
     app.on_shutdown(shared.torchserve.aclose)
+    app.on_shutdown(shared.pacs.aclose)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -43,6 +43,20 @@ class Settings:
     status_refresh_s: float
     metrics_refresh_s: float
     metrics_history_points: int
+    sign_in_free_failures: int
+    sign_in_delay_s: float
+    sign_in_max_delay_s: float
+    sign_in_account_lock_after: int
+    sign_in_client_lock_after: int
+    sign_in_lock_minutes: float
+    sign_in_window_minutes: float
+    pacs_url: str
+    pacs_credentials_file: Path
+    pacs_timeout_s: float
+    study_results_database: Path
+    worklist_limit: int
+    worklist_days: int
+    show_patient_name: bool
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -63,4 +77,6 @@ def _convert(kind: type, value: object) -> object:
     if kind is Path:
         path = Path(str(value))
         return path if path.is_absolute() else REPO_ROOT / path
+    if kind is bool and isinstance(value, str):  # bool("false") would be True
+        return value.strip().lower() in {"1", "true", "yes", "on"}
     return kind(value)

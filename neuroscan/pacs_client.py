@@ -90,10 +90,12 @@ class PacsClient:
         await self._request("DELETE", f"/series/{orthanc_id}")
 
     # ---- DICOMweb ----------------------------------------------------------------------------
-    async def search_studies(self, limit: int = 500, include_patient_name: bool = False) -> list[dict[str, Any]]:
-        """QIDO-RS: every study with the worklist's attributes, as ``{keyword: value}``."""
+    async def search_studies(self, limit: int = 500, include_patient_name: bool = False,
+                             study_date: str | None = None) -> list[dict[str, Any]]:
+        """QIDO-RS: every study (``study_date``: a DICOM date range such as ``20261101-``) with the worklist's attributes."""
         fields = STUDY_FIELDS + (("PatientName",) if include_patient_name else ())
         params = [("limit", str(limit))] + [("includefield", _TAGS[name]) for name in fields]
+        params += [("StudyDate", study_date)] if study_date else []
         found = await self._json("GET", "/dicom-web/studies", params=params,
                                  headers={"Accept": "application/dicom+json"})
         return [{name: _value(item.get(_TAGS[name])) for name in fields} for item in found or []]

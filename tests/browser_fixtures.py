@@ -36,8 +36,8 @@ def browser() -> Iterator:
     driver.quit()
 
 
-def sign_in_and_analyse(browser, url: str, credentials: tuple[str, str], image: Path):
-    """Sign in at ``url`` with the keyboard, upload ``image``; return the heatmap element once drawn."""
+def sign_in(browser, url: str, credentials: tuple[str, str], path: str = "/") -> None:
+    """Open ``path`` at ``url``, get sent to the sign-in page and sign in with the keyboard only."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -45,7 +45,7 @@ def sign_in_and_analyse(browser, url: str, credentials: tuple[str, str], image: 
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, INFERENCE_TIMEOUT_S)
-    browser.get(url + "/")
+    browser.get(url + path)
     wait.until(seen.url_contains("/login"))
     username = wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "input[autocomplete=username]")))
     wait.until(lambda _: browser.switch_to.active_element == username)  # focused on arrival
@@ -54,6 +54,21 @@ def sign_in_and_analyse(browser, url: str, credentials: tuple[str, str], image: 
     wait.until(lambda _: browser.execute_script("return window.did_handshake === true"))
     username.send_keys(credentials[0], Keys.TAB)  # keyboard only: Tab to the password, Enter to sign in
     browser.switch_to.active_element.send_keys(credentials[1], Keys.ENTER)
+    try:
+        wait.until(lambda _: "/login" not in browser.current_url)
+    except TimeoutException:
+        pytest.fail(f"still on the sign-in page; it says: {browser.find_element(By.TAG_NAME, 'body').text!r}")
+
+
+def sign_in_and_analyse(browser, url: str, credentials: tuple[str, str], image: Path):
+    """Sign in at ``url`` with the keyboard, upload ``image``; return the heatmap element once drawn."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, INFERENCE_TIMEOUT_S)
+    sign_in(browser, url, credentials)
     try:
         uploader = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".q-uploader input[type=file]")))
     except TimeoutException:

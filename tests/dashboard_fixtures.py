@@ -38,6 +38,7 @@ class DashboardEnv:
     root: Path
     database: Path
     accounts: Path
+    study_results: Path
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,7 @@ def accounts_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_template: Path) -> DashboardEnv:
-    """Settings for one test; TorchServe points at a closed port until ``served`` says otherwise."""
+    """Settings for one test; TorchServe and the PACS point at a closed port until a test says otherwise."""
     from ops_fixtures import (
         free_port,  # imported late: it is a plugin registered after this one
     )
@@ -69,10 +70,14 @@ def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accounts_temp
         "MANAGEMENT_URL": closed,
         "METRICS_URL": closed,
         "CONNECT_TIMEOUT_S": "1",
+        "STUDY_RESULTS_DATABASE": tmp_path / "results.sqlite3",
+        "PACS_URL": closed,
+        "PACS_CREDENTIALS_FILE": tmp_path / "no_pacs_credentials.json",
+        "WORKLIST_DAYS": "0",  # the tests' studies have fixed dates
     }.items():
         monkeypatch.setenv(f"NEUROSCAN_{key}", str(value))
     monkeypatch.delenv("NEUROSCAN_ADMIN_PASSWORD", raising=False)
-    return DashboardEnv(tmp_path, tmp_path / "cases.sqlite3", accounts)
+    return DashboardEnv(tmp_path, tmp_path / "cases.sqlite3", accounts, tmp_path / "results.sqlite3")
 
 
 @pytest.fixture
@@ -89,6 +94,14 @@ def point_at(server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEUROSCAN_METRICS_URL", server.metrics_url)
     monkeypatch.setenv("NEUROSCAN_KEY_FILE", str(server.key_file))
     monkeypatch.setenv("NEUROSCAN_MODEL_NAME", server.model_name)
+
+
+@pytest.fixture
+def pacs_connected(dashboard_env: DashboardEnv, orthanc, monkeypatch: pytest.MonkeyPatch) -> DashboardEnv:
+    """Point the dashboard at the session's real Orthanc (request it before ``user``)."""
+    monkeypatch.setenv("NEUROSCAN_PACS_URL", orthanc.url)
+    monkeypatch.setenv("NEUROSCAN_PACS_CREDENTIALS_FILE", str(orthanc.credentials_file))
+    return dashboard_env
 
 
 @pytest_asyncio.fixture

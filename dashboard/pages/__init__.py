@@ -1,5 +1,14 @@
 """One module per ``@ui.page``; importing this package registers them all."""
 
-from dashboard.pages import case, history, login, new_case, operator
+from dashboard.pages import (
+    audit,
+    case,
+    history,
+    login,
+    new_case,
+    operator,
+    studies,
+    study,
+)
 
-__all__ = ["case", "history", "login", "new_case", "operator"]
+__all__ = ["audit", "case", "history", "login", "new_case", "operator", "studies", "study"]

@@ -16,6 +16,8 @@ async def case_page(case_id: int) -> None:
     session = current_session()
     shared = services()
     case = await run.io_bound(shared.cases.get, case_id)
+    if case is not None:
+        await run.io_bound(shared.audit.record, session.username, "open_case", f"case {case_id}", ui.context.client.ip)
     with frame(f"Case {case_id}", session):
         if case is None:
             ui.label(f"There is no case {case_id}.").props('role="alert"')
@@ -45,6 +47,8 @@ def _feedback_form(case: Case, session: Session) -> None:
             shared = services()
             await run.io_bound(shared.cases.record_feedback, case.id, username=session.username,
                                agrees=agrees, corrected_label=corrected.value)
+            await run.io_bound(shared.audit.record, session.username, "review_case", f"case {case.id}",
+                               ui.context.client.ip)
             shared.metrics.feedback.labels(verdict="agree" if agrees else "corrected").inc()
             verdict.text = _verdict_text(await run.io_bound(shared.cases.get, case.id))
             ui.notify("Review saved.", type="positive")

@@ -14,7 +14,9 @@ from dashboard.findings import DISCLAIMER
 from dashboard.services import services
 from dashboard.session import LOGIN_PATH, Session, current_session, end_session
 
-_NAV = (("New case", "/", False), ("History", "/history", False), ("Operator", "/operator", True))
+_NAV = (("New case", "/", False), ("Studies", "/studies", False), ("History", "/history", False),
+        ("Operator", "/operator", True),
+        ("Audit", "/audit", True))
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from nicegui.events import MultiUploadEventArguments
 
 from dashboard.client import ServerError
 from dashboard.images import PreparedImage, data_url, prepare
+from dashboard.pacs import PacsFailure
 from dashboard.pages.layout import frame
 from dashboard.pages.widgets import dicom_tags, report_button, result_view
 from dashboard.services import services
@@ -34,18 +35,20 @@ def new_case_page() -> None:
         upload = ui.upload(
             label="Drop brain MRI images here (JPEG, PNG or DICOM), or press + to choose files",
             multiple=True, auto_upload=True, max_file_size=settings.max_upload_mb * 1024 * 1024,
-            on_multi_upload=lambda e: _analyse_batch(e, session, upload, progress, results),
+            on_multi_upload=lambda e: _analyse_batch(e, session, upload, progress, results, to_pacs.value),
             on_rejected=lambda: ui.notify(f"A file was refused: files must be under {settings.max_upload_mb} MB.",
                                           type="warning"),
         ).classes("w-full").mark("upload")
+        to_pacs = ui.checkbox("Also store the DICOM files in the PACS, where they are analysed as a study") \
+            .mark("store-in-pacs")
         progress = ui.linear_progress(value=0, show_value=False).props('aria-label="Batch progress"')
         progress.visible = False
         results = ui.column().classes("w-full gap-4").mark("results")
 
 
 async def _analyse_batch(event: MultiUploadEventArguments, session: Session, upload: ui.upload,
-                         progress: ui.linear_progress, results: ui.column) -> None:
-    """Analyse all files of one drop concurrently, newest batch on top."""
+                         progress: ui.linear_progress, results: ui.column, to_pacs: bool) -> None:
+    """Analyse all files of one drop concurrently, newest batch on top; store its DICOM files in the PACS if asked."""
     upload.reset()
     progress.value, progress.visible = 0, True
     done = 0
@@ -63,8 +66,25 @@ async def _analyse_batch(event: MultiUploadEventArguments, session: Session, upl
             card = ui.card().classes("w-full").mark("case-card")
             card.move(results, target_index=len(cards))
         cards.append(card)
-    await asyncio.gather(*(one(index, file, card) for index, (file, card) in enumerate(zip(event.files, cards), 1)))
+    stored = [_store_in_pacs(event.files)] if to_pacs else []
+    await asyncio.gather(*(one(index, file, card) for index, (file, card) in enumerate(zip(event.files, cards), 1)),
+                         *stored)
     progress.visible = False
+
+
+async def _store_in_pacs(files: list[FileUpload]) -> None:
+    """STOW-RS the drop's DICOM files (one request); the PACS worker then analyses their series as a study."""
+    dicoms = [data for data in [await file.read() for file in files] if sniff_format(data) == "dicom"]
+    if not dicoms:
+        ui.notify("None of these files is DICOM: nothing was stored in the PACS.", type="info")
+        return
+    try:
+        await services().pacs.store(dicoms)
+    except PacsFailure as exc:
+        ui.notify(f"The DICOM files were not stored in the PACS. {exc.message}", type="negative", multi_line=True)
+        return
+    ui.notify(f"{len(dicoms)} DICOM file{'s' if len(dicoms) != 1 else ''} stored in the PACS; the study is on the "
+              "Studies page, with its verdict once analysed.", type="positive")
 
 
 async def _analyse_file(file: FileUpload, index: int, card: ui.card, session: Session) -> None:
