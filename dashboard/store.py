@@ -8,14 +8,14 @@ the heatmap are kept (not the upload), and never a file name, which may carry a 
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from neuroscan.classes import CLASSES
+from neuroscan.sqlite import create, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -77,19 +77,10 @@ class CaseStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        create(self.path, _SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:  # commits on success, rolls back on error
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
     def add(self, *, username: str, image_sha256: str, thumbnail: bytes, image: bytes,
             heatmap: bytes | None, result: dict[str, Any]) -> int:
