@@ -21,7 +21,7 @@ from pathlib import Path
 
 from handler.wait_ready import wait_ready
 from neuroscan.study_results import StudyResults
-from pacs.orthanc import TEMPLATE, runtime_config
+from pacs.orthanc import TEMPLATE, environment, runtime_config
 from tests.dicom_series import mr_series, study_attributes, to_bytes
 from tests.orthanc_fixture import Orthanc, start_worker, wait_until
 from tests.torchserve_fixture import (
@@ -89,7 +89,7 @@ def main() -> None:
         http_port, dicom_port = free_ports(2)
         config = runtime_config(home / "orthanc", http_port, dicom_port)
         orthanc_process = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
+                                           stderr=subprocess.DEVNULL, env=environment())
         orthanc = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, home / "orthanc")
         worker = None
         try:

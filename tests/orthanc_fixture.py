@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pacs.orthanc import runtime_config
+from pacs.orthanc import environment, runtime_config
 from tests.torchserve_fixture import REPO, free_ports
 
 
@@ -42,9 +42,10 @@ class Orthanc:
         return httpx.get(f"{self.url}{path}", auth=self.auth, timeout=30, **kwargs)
 
     def store(self, files: list[Path]) -> None:
-        """C-STORE ``files`` to AE NEUROSCAN with dcmtk's storescu, as a modality would."""
+        """C-STORE ``files`` to AE NEUROSCAN with dcmtk's storescu, as a modality would (with Nagle's
+        algorithm off, as the README advises for DCMTK-based senders)."""
         subprocess.run(["storescu", "-aec", "NEUROSCAN", "127.0.0.1", str(self.dicom_port), *map(str, files)],
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, env=environment())
 
 
 def wait_until(condition, timeout: float = 60.0, step: float = 0.25):
@@ -62,7 +63,7 @@ def start_orthanc(home: Path, http_port: int, dicom_port: int) -> tuple[Orthanc,
     config = runtime_config(home, http_port, dicom_port)
     with open(home / "orthanc.log", "ab") as log:
         process = subprocess.Popen(["Orthanc", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, env=environment())
     server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, home)
     wait_until(lambda: _answers(server), timeout=60)
     return server, process
