@@ -5,12 +5,11 @@ values through the environment without editing the file, which is why every fiel
 environment override of the same name.
 """
 
-import os
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from neuroscan.settings import REPO_ROOT, load_section
+
 DEFAULT_CONFIG = REPO_ROOT / "config" / "dashboard.toml"
 ENV_PREFIX = "NEUROSCAN_"
 
@@ -61,22 +60,4 @@ class Settings:
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the TOML file (``NEUROSCAN_CONFIG`` may name another) and apply environment overrides."""
-    environ = dict(os.environ if environ is None else environ)
-    path = Path(environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG))
-    raw: dict = tomllib.loads(path.read_text())["dashboard"]
-    values = {}
-    for spec in fields(Settings):
-        text = environ.get(ENV_PREFIX + spec.name.upper())
-        value = raw[spec.name] if text is None else text
-        values[spec.name] = _convert(spec.type, value)
-    return Settings(**values)
-
-
-def _convert(kind: type, value: object) -> object:
-    """Environment values are strings; coerce them (and TOML values) to the field's type."""
-    if kind is Path:
-        path = Path(str(value))
-        return path if path.is_absolute() else REPO_ROOT / path
-    if kind is bool and isinstance(value, str):  # bool("false") would be True
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return kind(value)
+    return load_section(Settings, DEFAULT_CONFIG, "dashboard", ENV_PREFIX, environ)

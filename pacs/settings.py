@@ -1,14 +1,12 @@
 """PACS worker settings: one dataclass read from ``config/pacs.toml`` and ``NEUROSCAN_PACS_*`` variables."""
 
-import os
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from neuroscan.pacs_client import PacsSettings
+from neuroscan.settings import REPO_ROOT, load_section
 from neuroscan.study import AggregationRule
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "pacs.toml"
 ENV_PREFIX = "NEUROSCAN_PACS_"
 
@@ -46,14 +44,4 @@ class WorkerSettings:
 
 def load_settings(environ: dict[str, str] | None = None) -> WorkerSettings:
     """The TOML file (``NEUROSCAN_PACS_CONFIG`` may name another) with environment overrides."""
-    environ = dict(os.environ if environ is None else environ)
-    raw = tomllib.loads(Path(environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG)).read_text())["pacs"]
-    values = {}
-    for spec in fields(WorkerSettings):
-        value = environ.get(ENV_PREFIX + spec.name.upper(), raw[spec.name])
-        values[spec.name] = _resolve(Path(str(value))) if spec.type is Path else spec.type(value)
-    return WorkerSettings(**values)
-
-
-def _resolve(path: Path) -> Path:
-    return path if path.is_absolute() else REPO_ROOT / path
+    return load_section(WorkerSettings, DEFAULT_CONFIG, "pacs", ENV_PREFIX, environ)
