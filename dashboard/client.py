@@ -15,7 +15,7 @@ import httpx
 
 from dashboard.settings import Settings
 from neuroscan.telemetry import outgoing_headers
-from neuroscan.torchserve_keys import KeyKeeper
+from neuroscan.torchserve_keys import KeyKeeper, token_refused
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class TorchServeClient:
         ServerError."""
         key = await self.keys.token(api) if api is not None else None
         response = await self._send(method, url, key, **kwargs)
-        if api is not None and _token_rejected(response):
+        if api is not None and token_refused(response):
             key = await self.keys.refused(api, key)
             response = await self._send(method, url, key, **kwargs)
         if response.is_success:
@@ -136,17 +136,11 @@ class TorchServeClient:
                               f"{method} {url}: {exc!r}") from exc
 
 
-def _token_rejected(response: httpx.Response) -> bool:
-    """TorchServe answers a wrong or expired token with 400 InvalidKeyException (401 elsewhere)."""
-    return response.status_code == 401 or (
-        response.status_code == 400 and _json_or_empty(response).get("type") == "InvalidKeyException")
-
-
 def _http_error(response: httpx.Response, settings: Settings) -> ServerError:
     """Map TorchServe's status codes (and the handler's ``{"error", "code"}`` bodies) to plain words."""
     detail = f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text[:500]}"
     status = response.status_code
-    if status in (401, 403) or _token_rejected(response):
+    if status in (401, 403) or token_refused(response):
         return ServerError("The dashboard is not authorised by the analysis server. An operator needs to check "
                            f"the TorchServe key file ({settings.key_file}).", "unauthorised", detail)
     if status == 404:

@@ -198,3 +198,17 @@ class KeyKeeper:
         expires = self._keys.expires.get(api)
         return expires.isoformat(timespec="seconds") if expires else "unknown"
 
+
+
+def token_refused(response: httpx.Response) -> bool:
+    """Whether TorchServe refused the token: 400 ``InvalidKeyException`` for a wrong or expired key
+    (its own API), or 401 (in front of a proxy). Callers then ask :meth:`KeyKeeper.refused`."""
+    if response.status_code == 401:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("type") == "InvalidKeyException"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from neuroscan.telemetry import outgoing_headers
-from neuroscan.torchserve_keys import KeyKeeper
+from neuroscan.torchserve_keys import KeyKeeper, token_refused
 
 # Statuses that say "not now" rather than "not this slice": retried, then the study waits.
 _BUSY = frozenset({500, 502, 503, 504, 507})
@@ -72,7 +72,7 @@ class TorchServeCalls:
         """Send with the current token; once more with a newer or renewed one if it was refused."""
         key = await self.keys.token(api)
         response = await self._send(method, url, key, **kwargs)
-        if _token_refused(response):
+        if token_refused(response):
             response = await self._send(method, url, await self.keys.refused(api, key), **kwargs)
         return response
 
@@ -84,13 +84,6 @@ class TorchServeCalls:
             return await self._http.request(method, url, **{**kwargs, "headers": headers})
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{method} {url}: {exc!r}") from exc
-
-
-def _token_refused(response: httpx.Response) -> bool:
-    """TorchServe answers a wrong or expired token with 400 InvalidKeyException, or 401."""
-    if response.status_code == 401:
-        return True
-    return response.status_code == 400 and "InvalidKeyException" in response.text
 
 
 def _error_code(response: httpx.Response) -> str:
