@@ -79,6 +79,8 @@ class StudyAnalyser:
         version = await self.server.served_version()
         chosen, notes = self.selector.select(await self.pacs.study_series(study_id))
         done_before = self.results.study(study_uid, version)
+        if done_before is not None and done_before.status == "done" and all(self._stored(r, version) for r in chosen):
+            return StudyOutcome("unchanged", done_before.verdict)  # e.g. stable again after our own STOW
         analysed, fresh, timer = [], [], StepTimer()
         for ref in chosen:
             series, series_notes, is_new = await self._series(study_uid, ref, version, timer)
@@ -99,6 +101,13 @@ class StudyAnalyser:
         log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
                  extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed)})
         return StudyOutcome("done", verdict)
+
+    def _stored(self, ref: SeriesRef, version: str) -> bool:
+        """Whether ``ref`` was analysed by ``version`` with exactly the instances Orthanc lists now: then
+        nothing needs fetching (each analysed study turns stable again once its SR and PDF are stored)."""
+        stored = self.results.series_result(ref.series_uid, version)
+        return (stored is not None and stored.status == "done"
+                and sorted(row["orthanc_id"] for row in stored.slices) == sorted(ref.instances))
 
     async def _series(self, study_uid: str, ref: SeriesRef, version: str,
                       timer: StepTimer) -> tuple[AnalysedSeries | None, list[str], bool]:
