@@ -8,7 +8,7 @@ import io
 from fpdf import FPDF
 from PIL import Image
 
-from dashboard.findings import DISCLAIMER, DISPLAY_NAMES, warnings_for
+from dashboard.findings import DISCLAIMER, DISPLAY_NAMES, headline, warnings_for
 from dashboard.images import overlay
 from dashboard.store import Case
 from neuroscan.classes import CLASSES
@@ -62,9 +62,11 @@ def _images(pdf: FPDF, case: Case) -> None:
 
 
 def _diagnosis(pdf: FPDF, case: Case, threshold: float) -> None:
+    line = headline(case.result)
     pdf.set_font("Helvetica", "B", 14)
-    pdf.cell(0, 8, f"Result: {DISPLAY_NAMES[case.label]} ({case.confidence:.0%} calibrated confidence)",
-             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, f"Result: {line.title}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=10)
+    pdf.cell(0, 6, line.detail, new_x="LMARGIN", new_y="NEXT")
     if case.feedback_agrees is not None:
         pdf.set_font("Helvetica", size=10)
         verdict = "agreed" if case.feedback_agrees else f"corrected to {DISPLAY_NAMES[case.corrected_label]}"

@@ -25,9 +25,11 @@ from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
 from neuroscan.mri_check import (
+    DOMAIN_REASON,
     FEATURE_REASON,
     NeighbourDistance,
     dicom_reason,
+    feature_flags,
     pixel_reason,
 )
 from neuroscan.preprocess import pixels, preprocess_batch
@@ -68,6 +70,8 @@ class BrainTumorHandler(BaseHandler):
         self.ood = NeighbourDistance.from_extras(weight_file.extras)
         if self.ood is not None and self.settings.not_mri_threshold is not None:
             self.ood.threshold = torch.tensor(self.settings.not_mri_threshold)
+        if self.ood is not None and self.settings.domain_threshold is not None:
+            self.ood.domain_threshold = torch.tensor(self.settings.domain_threshold)
         self.head_weight = weight_file.state_dict["classifier.weight"].float()
         self.head_bias = weight_file.state_dict["classifier.bias"].float()
         self.features = create_backend(self.settings.backend, weight_file, model_dir, self.settings.backend_options)
@@ -127,16 +131,17 @@ class BrainTumorHandler(BaseHandler):
         pooled = feature_map.mean(dim=(2, 3))
         logits = pooled @ self.head_weight.T + self.head_bias
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
-        outliers = self.ood.is_outlier(pooled) if self.ood is not None else torch.zeros(len(valid), dtype=torch.bool)
+        outliers, outside = feature_flags(self.ood, pooled)
         for row, item in enumerate(valid):
-            item.result = self._result(item, probabilities[row], bool(outliers[row]))
+            item.result = self._result(item, probabilities[row], bool(outliers[row]), bool(outside[row]))
             if item.explain:
                 cam = class_activation(feature_map[row], self.head_weight, CLASSES.index(item.result["label"]))
                 item.result["heatmap_png"] = heatmap_png(cam, self.spec.input_size)
 
-    def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool) -> dict:
+    def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool, outside: bool) -> dict:
         top = int(probabilities.argmax())
         reason = item.input_reason or (FEATURE_REASON if outlier else None)
+        domain_reason = reason or (DOMAIN_REASON if outside else None)
         return {
             "label": CLASSES[top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},
@@ -144,6 +149,8 @@ class BrainTumorHandler(BaseHandler):
             "tumour": CLASSES[top] != NO_TUMOUR,
             "is_mri": reason is None,
             "mri_reason": reason,
+            "in_domain": domain_reason is None,
+            "domain_reason": domain_reason,
             "model_version": self.meta.version,
             "format": item.decoded.format,
             "dicom_tags": item.decoded.dicom_tags,
@@ -172,6 +179,9 @@ class BrainTumorHandler(BaseHandler):
             self.metrics.prediction(label, count)
         for code, count in refusals.items():
             self.metrics.rejected(code, count)
+        outside = sum(item.error is None and item.result["is_mri"] and not item.result["in_domain"] for item in items)
+        if outside:
+            self.metrics.out_of_domain(outside)
         logger.info("answered %d: %s", len(items), ", ".join(f"{n} {name}" for name, n in (labels + refusals).items()),
                     extra={"requests": [_log_entry(item) for item in items]})
 
@@ -181,4 +191,5 @@ def _log_entry(item: Item) -> dict:
     if item.error is not None:
         return {"request_id": item.request_id, "refused": item.error.code}
     return {"request_id": item.request_id, "label": item.result["label"],
-            "confidence": item.result["confidence"], "is_mri": item.result["is_mri"]}
+            "confidence": item.result["confidence"], "is_mri": item.result["is_mri"],
+            "in_domain": item.result["in_domain"]}

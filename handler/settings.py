@@ -16,6 +16,8 @@ class HandlerSettings:
     reject_non_mri: bool = False
     # Operating point of the not-an-MRI feature distance; None keeps the one fitted in training.
     not_mri_threshold: float | None = None
+    # Operating point of the outside-the-validated-domain limit on the same distance; None: as fitted.
+    domain_threshold: float | None = None
 
     @classmethod
     def from_yaml(cls, config: dict | None) -> "HandlerSettings":

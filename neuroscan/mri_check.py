@@ -32,6 +32,9 @@ BRAIN_BODY_PARTS = frozenset({"BRAIN", "HEAD", "SKULL", "HEADNECK", "SELLA", "PI
 MODALITIES_NOT_RULED_OUT = frozenset({"MR", "OT", "SC"})
 # The reason given when only the feature distance (NeighbourDistance) rules a slice out.
 FEATURE_REASON = "image features are far from brain MRI slices"
+# The reason a brain MRI slice is answered ``in_domain: false`` (the same distance, a nearer limit).
+DOMAIN_REASON = ("the slice is unlike the MRI the model was validated on (another scanner, sequence or "
+                 "framing): its answer and confidence are not reliable")
 # Free-text tags that often name the body part when BodyPartExamined is empty, most specific
 # first: a series of a combined "BRAIN AND C-SPINE" study is judged by its own description.
 DESCRIPTION_TAGS = ("SeriesDescription", "ProtocolName", "StudyDescription")
@@ -128,27 +131,35 @@ def pixel_reason(pixels: np.ndarray, limits: PixelLimits = PixelLimits()) -> str
 
 @dataclass
 class NeighbourDistance:
-    """Cosine distance of pooled features to their k-th nearest training slice."""
+    """Cosine distance of pooled features to their k-th nearest training slice, and two limits on it.
+
+    ``threshold`` is far: past it the picture is not a brain MRI slice at all (``is_mri``).
+    ``domain_threshold`` is nearer: past it the slice is a brain MRI unlike the training slices
+    (another scanner, sequence or framing), where the classifier's confidence has not been
+    validated (``in_domain``). Files from before 2.0 have no domain limit: there it is the far one.
+    """
 
     mean: torch.Tensor  # (D,) mean of the unit-length training features
     components: torch.Tensor  # (P, D) orthonormal PCA rows
     bank: torch.Tensor  # (N, P) unit-length projected training features
     k: torch.Tensor  # () which neighbour counts (k-th nearest; robust to a few near-duplicates)
-    threshold: torch.Tensor  # () distance above which features are out of distribution
+    threshold: torch.Tensor  # () distance above which features are not those of a brain MRI
+    domain_threshold: torch.Tensor  # () distance above which a brain MRI is outside the validated domain
 
     @classmethod
-    def fit(cls, features: torch.Tensor, k: int = 10, dims: int = 128,
-            quantile: float = 0.998) -> "NeighbourDistance":
-        """Fit on training features; the threshold is the ``quantile`` of their leave-self-out distances."""
+    def fit(cls, features: torch.Tensor, k: int = 10, dims: int = 128, quantile: float = 0.998,
+            domain_quantile: float = 0.95) -> "NeighbourDistance":
+        """Fit on training features; the limits are quantiles of their leave-self-out distances."""
         unit = torch.nn.functional.normalize(features.float(), dim=1)
         mean = unit.mean(0)
         _, _, vh = torch.linalg.svd(unit - mean, full_matrices=False)
-        fitted = cls(mean, vh[:dims].contiguous(), torch.empty(0), torch.tensor(k), torch.tensor(0.0))
+        fitted = cls(mean, vh[:dims].contiguous(), torch.empty(0), torch.tensor(k), torch.tensor(0.0), torch.tensor(0.0))
         fitted.bank = fitted.project(features)
         similarity = fitted.bank @ fitted.bank.T
         similarity.fill_diagonal_(-2.0)  # a slice is not its own neighbour
         own = 1 - similarity.topk(k, dim=1).values[:, -1]
         fitted.threshold = torch.quantile(own, quantile)
+        fitted.domain_threshold = torch.quantile(own, domain_quantile)
         return fitted
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
@@ -163,6 +174,10 @@ class NeighbourDistance:
     def is_outlier(self, features: torch.Tensor) -> torch.Tensor:
         return self.score(features) > self.threshold
 
+    def outside_domain(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per row of :meth:`score`: beyond the validated domain (``is_outlier`` rows are too)."""
+        return scores > torch.minimum(self.domain_threshold, self.threshold)
+
     def to_extras(self) -> dict[str, torch.Tensor]:
         """Tensors to store in the weight file (under ``extra.knn.*``)."""
         return {f"knn.{name}": getattr(self, name) for name in _NEIGHBOUR_FIELDS}
@@ -170,9 +185,22 @@ class NeighbourDistance:
     @classmethod
     def from_extras(cls, extras: dict[str, torch.Tensor]) -> "NeighbourDistance | None":
         """Rebuild from a weight file's extras; ``None`` if the file has none."""
-        if not all(f"knn.{name}" in extras for name in _NEIGHBOUR_FIELDS):
+        if not all(f"knn.{name}" in extras for name in _NEIGHBOUR_FIELDS[:-1]):
             return None
-        return cls(*(extras[f"knn.{name}"] for name in _NEIGHBOUR_FIELDS))
+        fields = [extras[f"knn.{name}"] for name in _NEIGHBOUR_FIELDS[:-1]]
+        return cls(*fields, extras.get("knn.domain_threshold", fields[-1]))
 
 
-_NEIGHBOUR_FIELDS = ("mean", "components", "bank", "k", "threshold")
+def feature_flags(check: NeighbourDistance | None, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(not a brain MRI, outside the validated domain) per row, from one neighbour search.
+
+    All ``False`` for a weight file without a fitted check: then only the header and pixels decide.
+    """
+    if check is None:
+        none = torch.zeros(len(features), dtype=torch.bool)
+        return none, none
+    scores = check.score(features)
+    return scores > check.threshold, check.outside_domain(scores)
+
+
+_NEIGHBOUR_FIELDS = ("mean", "components", "bank", "k", "threshold", "domain_threshold")

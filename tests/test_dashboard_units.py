@@ -13,7 +13,7 @@ from PIL import Image
 
 from dashboard.auth import AccountStore, hash_password, verify_password
 from dashboard.client import ServerError, TorchServeClient
-from dashboard.findings import warnings_for
+from dashboard.findings import headline, warnings_for
 from dashboard.images import png_bytes, prepare
 from dashboard.metrics import ServeHistory, parse_torchserve
 from dashboard.report import build_report
@@ -176,6 +176,29 @@ async def test_client_reports_a_stopped_server_in_plain_words(monkeypatch) -> No
 
 
 def test_warnings_speak_plainly_about_doubtful_results() -> None:
-    doubtful = _result("glioma", confidence=0.55) | {"is_mri": False, "mri_reason": "colour image"}
-    assert [caution.kind for caution in warnings_for(doubtful, 0.7)] == ["not_mri", "low_confidence", "tumour"]
+    assert [caution.kind for caution in warnings_for(_result("glioma", confidence=0.55), 0.7)] == [
+        "low_confidence", "tumour"]
     assert warnings_for(_result("notumor", confidence=0.95), 0.7) == []
+
+
+def test_an_unreliable_result_gets_one_caution_and_no_diagnosis_in_large_type() -> None:
+    not_mri = _result("glioma", confidence=0.55) | {"is_mri": False, "mri_reason": "colour image",
+                                                    "in_domain": False}
+    outside = _result("pituitary", confidence=0.99) | {"in_domain": False, "domain_reason": "unlike"}
+    assert [caution.kind for caution in warnings_for(not_mri, 0.7)] == ["not_mri"]
+    assert [caution.kind for caution in warnings_for(outside, 0.7)] == ["out_of_domain"]
+    assert headline(outside).title == "No reliable result"
+    assert "Pituitary tumour (99%)" in headline(outside).detail and "unvalidated" in headline(outside).detail
+    assert headline(not_mri).title == "Not a brain MRI"
+    assert headline(_result("pituitary", confidence=0.99)).title == "Pituitary tumour"
+
+
+def test_report_of_an_out_of_domain_case_leads_with_no_reliable_result(tmp_path) -> None:
+    store = CaseStore(tmp_path / "cases.sqlite3")
+    prepared = prepare(mri_image("glioma").read_bytes(), 64)
+    result = _result("glioma", confidence=0.97) | {"in_domain": False, "domain_reason": "unlike"}
+    case_id = store.add(username="dr.a", image_sha256="cd" * 32, thumbnail=prepared.thumbnail_png,
+                        image=prepared.view_png, heatmap=None, result=result)
+    text = pypdf.PdfReader(io.BytesIO(build_report(store.get(case_id), 0.7))).pages[0].extract_text()
+    assert "Result: No reliable result" in text and "validated" in text
+    assert "Tumour found" not in text

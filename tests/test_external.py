@@ -10,7 +10,14 @@ import pytest
 from neuroscan.classes import NO_TUMOUR
 from training import external
 from training.external_card import external_section, splice
-from training.external_metrics import SliceResult, read_reference, readings, summarise
+from training.external_metrics import (
+    SliceResult,
+    flagged_share,
+    read_reference,
+    readings,
+    summarise,
+    volume_targets,
+)
 from training.external_sources import MNI152_FILE, ExternalDataMissing, package_file
 from training.external_volumes import (
     HEAD_LEVEL,
@@ -64,8 +71,10 @@ def test_brain_slice_needs_enough_head_pixels():
     assert not is_brain_slice(too_few) and not is_brain_slice(dim)
 
 
-def result(k: int, reading: str, label: str, confidence: float, is_mri: bool = True) -> SliceResult:
-    return SliceResult(k, reading, label, confidence, None if is_mri else "features far from training slices")
+def result(k: int, reading: str, label: str, confidence: float, is_mri: bool = True,
+           in_domain: bool = True) -> SliceResult:
+    mri_reason = None if is_mri else "features far from training slices"
+    return SliceResult(k, reading, label, confidence, mri_reason, mri_reason or (None if in_domain else "unlike"))
 
 
 def test_metric_arithmetic_on_a_hand_made_table():
@@ -87,6 +96,25 @@ def test_metric_arithmetic_on_a_hand_made_table():
     assert summary["labels"] == {"glioma": 1, "meningioma": 1, NO_TUMOUR: 4, "pituitary": 2}
     empty = summarise([])
     assert empty["sensitivity"] is None and empty["wrong_confidence"] == {"max": None, "median": None}
+
+
+def test_in_domain_counts_and_the_per_volume_targets():
+    results = [
+        result(0, "yes", "glioma", 0.8), result(1, "yes", NO_TUMOUR, 0.95, in_domain=False),
+        result(2, "yes", NO_TUMOUR, 0.92), result(3, "yes", "glioma", 0.9),
+        result(4, "no", "pituitary", 0.99, in_domain=False), result(5, "no", "pituitary", 0.9),
+        result(6, "no", NO_TUMOUR, 0.97, is_mri=False), result(7, "no", NO_TUMOUR, 0.97),
+        result(8, "no", NO_TUMOUR, 0.97), result(9, "no", NO_TUMOUR, 0.97),
+    ]
+    summary = summarise(results)
+    assert (summary["tumour_free_called_tumour"], summary["tumour_free_called_tumour_in_domain"]) == (2, 1)
+    assert summary["false_positive_rate_in_domain"] == pytest.approx(1 / 6)
+    assert (summary["confident_notumor_on_tumour"], summary["confident_notumor_on_tumour_in_domain"]) == (2, 1)
+    assert (summary["flagged_not_mri"], summary["flagged_out_of_domain"]) == (1, 3)
+    assert volume_targets(summary) == {"sensitivity": False, "false_positives_in_domain": True,
+                                       "no_confident_notumor_in_domain": False}
+    assert flagged_share([summary, summarise([result(0, "no", NO_TUMOUR, 0.9)] * 10)]) == pytest.approx(3 / 20)
+    assert volume_targets(summarise([]))["sensitivity"] is None
 
 
 def test_reference_rows_must_cover_the_volume_once_in_order():
@@ -156,12 +184,22 @@ def card_report(hits: int) -> dict:
 
 def test_card_section_states_the_verdict_from_the_numbers_and_splices_in_place():
     failing = "\n".join(external_section(card_report(3), 0.99))
-    assert "does not hold up" in failing and "3/10 (30%)" in failing and "7 slices showing the tumour" in failing
+    assert "misses the external targets on 1 of 1 patient volumes" in failing
+    assert "3/10 (30%)" in failing and "7 slices showing the tumour" in failing
     assert "2/2 (100%) of the slices without one a tumour (as `pituitary` 2)" in failing
-    assert "does not hold up" in "\n".join(external_section(card_report(10), 0.99))  # the false alarms alone
+    assert "v/t1: sensitivity, false_positives_in_domain, no_confident_notumor_in_domain" in failing
+    assert "What this means for a clinician" in failing
+    alarms_only = "\n".join(external_section(card_report(10), 0.99))
+    assert "v/t1: false_positives_in_domain." in alarms_only
     report = card_report(10)
-    report["volumes"][0]["tumour_free_called_tumour"] = 0
-    assert "does not hold up" not in "\n".join(external_section(report, 0.99))
+    report["volumes"][0].update(tumour_free_called_tumour_in_domain=0, false_positive_rate_in_domain=0.0)
+    assert "meets the external targets on every patient volume" in "\n".join(external_section(report, 0.99))
+
+
+def test_card_compares_each_volume_before_and_after():
+    lines = "\n".join(external_section(card_report(10), 0.99, before=card_report(3)))
+    assert "model 9.9.9 -> 9.9.9" in lines
+    assert "| v | t1 | 3/10 (30%) -> 10/10 (100%) | 2/2 (100%) -> 2/2 (100%) | 7 -> 0 |" in lines
 
     card = "# Card\n\n## Results\n\nr\n\n## Data\n\nd\n"
     inserted = splice(card, ["## External validation (x)", "", "new", ""], before="## Data")

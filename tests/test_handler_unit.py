@@ -245,6 +245,26 @@ def test_non_mri_images_are_flagged(handler):
     assert "colour" in answers[0]["mri_reason"] and "blank" in answers[1]["mri_reason"]
 
 
+def test_answers_say_whether_the_slice_is_inside_the_validated_domain(handler, model_dir, val_images, caplog):
+    """Validation slices are in the domain; with the domain limit at 0 every brain MRI is outside it,
+    stays ``is_mri: true``, says why, and is counted for the operators' alert."""
+    bodies = [path.read_bytes() for paths in val_images.values() for path in paths[:2]]
+    answers, _ = run(handler, [{"body": body} for body in bodies])
+    assert all(a["in_domain"] and a["domain_reason"] is None for a in answers)
+
+    strict = BrainTumorHandler()
+    context = RecordingContext(model_dir)
+    context.model_yaml_config["handler"]["domain_threshold"] = 0.0
+    strict.initialize(context)
+    with caplog.at_level("INFO"):
+        answers, statuses = run(strict, [{"body": body} for body in bodies] + [{"body": encode(noise_image(), "PNG")}])
+    assert statuses == {}
+    assert all(a["is_mri"] and not a["in_domain"] and "validated" in a["domain_reason"] for a in answers[:-1])
+    assert not answers[-1]["is_mri"] and answers[-1]["domain_reason"] == answers[-1]["mri_reason"]
+    # the metric line TorchServe's frontend turns into a Prometheus counter; the not-MRI picture is not in it
+    assert f"[METRICS]OutOfDomainAnswers.Count:{len(bodies)}|" in caplog.text
+
+
 def test_explanation_returns_a_heatmap_png(handler, val_images):
     body = val_images["meningioma"][0].read_bytes()
     answers, _ = run(handler, [{"body": body}, {"body": body}], headers=[{"explain": "True"}, {}])

@@ -19,7 +19,9 @@ from deps import needs
 from neuroscan.model import load_trained_model
 from neuroscan.weights import load_weights
 from training.baseline import BaselineCNN
-from training.train import main
+from neuroscan.classes import CLASSES, NO_TUMOUR
+from training.healthy import template_slices
+from training.train import Trainer, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/brain-tumor-mri/Training"
@@ -80,3 +82,16 @@ def test_torchrun_with_two_processes(tmp_path: Path) -> None:
     weights = load_weights(tmp_path / "model.safetensors")
     assert weights.meta.spec == "baseline"
     BaselineCNN().load_state_dict(weights.state_dict, strict=True)
+
+
+def test_robust_recipe_fine_tunes_the_shipped_model_with_the_template_added(tmp_path: Path) -> None:
+    """2.x starts from the shipped weights, head included, and trains on the MNI152 slices as no-tumour too."""
+    trainer = Trainer(parse_args([*TINY, "--model", "robust", "--out", str(tmp_path)]))
+    shipped = load_weights(ROOT / "model_store" / "brain_tumor.safetensors").state_dict
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k].float(), shipped[k].float()) for k in shipped)
+    template = template_slices()
+    limited = len(trainer.train_set) - len(template)
+    assert 8 <= limited <= 9  # --limit 8 keeps every n-th training file
+    assert trainer.train_set.labels[limited:] == [CLASSES.index(NO_TUMOUR)] * len(template)
+    assert len(template) >= 150

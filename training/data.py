@@ -1,6 +1,6 @@
 """Reading ``<root>/<class>/*.{jpg,png}`` into (path, label) samples and torch datasets."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,23 +51,25 @@ class MriDataset(Dataset):
     """Samples -> (tensor, label); ``augment`` (PIL -> PIL) runs before the shared preprocessing.
 
     Images are decoded once and kept in memory: the whole set is a few hundred MB and decoding
-    dominates an epoch otherwise.
+    dominates an epoch otherwise. ``extra`` adds in-memory images with their labels (the
+    packaged healthy template, :mod:`training.healthy`) after the files.
     """
 
-    def __init__(self, samples: list[Sample], augment: Callable[[Image.Image], Image.Image] | None = None):
-        self.samples = samples
+    def __init__(self, samples: list[Sample], augment: Callable[[Image.Image], Image.Image] | None = None,
+                 extra: Sequence[tuple[Image.Image, int]] = ()):
         self.augment = augment
-        self._images = [load_rgb(s.path) for s in samples]
+        self._images = [load_rgb(s.path) for s in samples] + [image for image, _ in extra]
+        self._labels = [s.label for s in samples] + [label for _, label in extra]
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self._images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self._images[index]
         if self.augment is not None:
             image = self.augment(image)
-        return preprocess(image), self.samples[index].label
+        return preprocess(image), self._labels[index]
 
     @property
     def labels(self) -> list[int]:
-        return [s.label for s in self.samples]
+        return list(self._labels)

@@ -27,19 +27,24 @@ from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
 from neuroscan.model import load_trained_model
 from neuroscan.mri_check import (
+    DOMAIN_REASON,
     FEATURE_REASON,
     NeighbourDistance,
     dicom_reason,
+    feature_flags,
     pixel_reason,
 )
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from training.external_metrics import (
+    MAX_FLAGGED_SHARE,
     REFERENCE_FILE,
     SliceResult,
+    flagged_share,
     read_reference,
     readings,
     summarise,
+    volume_targets,
 )
 from training.external_sources import (
     ExternalDataMissing,
@@ -63,24 +68,26 @@ class Classifier:
         self.ood = NeighbourDistance.from_extras(weight_file.extras)
 
     @torch.no_grad()
-    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, str | None]]:
-        """(label, confidence, not-MRI reason or None) per 8-bit slice, the reason as the handler forms it."""
+    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, str | None, str | None]]:
+        """(label, confidence, not-MRI reason, outside-domain reason) per 8-bit slice, as the handler forms them."""
         batch = [pixels(Image.fromarray(s), self.spec) for s in slices]
         logits, features = logits_and_features(self.model, preprocess_batch(batch, self.spec))
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
-        outliers = self.ood.is_outlier(features) if self.ood is not None else torch.zeros(len(batch), dtype=torch.bool)
+        outliers, outside = feature_flags(self.ood, features)
         header = dicom_reason(dicom_tags)
-        return [(CLASSES[int(p.argmax())], float(p.max()),
-                 header or pixel_reason(px) or (FEATURE_REASON if outlier else None))
-                for p, px, outlier in zip(probabilities, batch, outliers)]
+        answers = []
+        for p, px, outlier, away in zip(probabilities, batch, outliers, outside):
+            reason = header or pixel_reason(px) or (FEATURE_REASON if outlier else None)
+            answers.append((CLASSES[int(p.argmax())], float(p.max()), reason, reason or (DOMAIN_REASON if away else None)))
+        return answers
 
 
 def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -> dict:
     """Per-slice answers on the brain slices of one volume, and their summary."""
     brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
     answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
-    results = [SliceResult(k, reference[k], label, round(confidence, 4), reason)
-               for k, (label, confidence, reason) in zip(brain, answers)]
+    results = [SliceResult(k, reference[k], label, round(confidence, 4), reason, domain)
+               for k, (label, confidence, reason, domain) in zip(brain, answers)]
     return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
             "slices": len(volume.slices), **summarise(results),
             "per_slice": [result.__dict__ for result in results]}
@@ -114,21 +121,36 @@ def _cell(value: float | None, percent: bool = False) -> str:
 
 def markdown_table(report: dict) -> list[str]:
     """One row per volume and sequence: the numbers the model card and the issue compare."""
-    header = ("collection", "volume", "sequence", "slices", "brain slices", "tumour slices called tumour",
-              "tumour-free slices called tumour", "unsure", "wrong answers: max / median confidence",
-              "`notumor` >= 0.9 on tumour slices", "`is_mri: false`", "answers")
+    header = ("collection", "volume", "sequence", "brain slices", "tumour slices called tumour",
+              "tumour-free slices called tumour: all / `in_domain`", "unsure",
+              "`notumor` >= 0.9 on tumour slices: all / `in_domain`", "`in_domain: false`", "`is_mri: false`",
+              "wrong answers: max / median confidence", "answers", "targets missed")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["volumes"]:
         labels = ", ".join(f"{name} {count}" for name, count in row["labels"].items())
-        cells = (row["collection"], row["volume"], row["sequence"], row["slices"], row["brain_slices"],
+        cells = (row["collection"], row["volume"], row["sequence"], row["brain_slices"],
                  f"{row['tumour_called_tumour']}/{row['tumour_slices']} ({_cell(row['sensitivity'], True)})",
-                 (f"{row['tumour_free_called_tumour']}/{row['tumour_free_slices']} "
-                  f"({_cell(row['false_positive_rate'], True)})"),
+                 (f"{row['tumour_free_called_tumour']} / {row['tumour_free_called_tumour_in_domain']} of "
+                  f"{row['tumour_free_slices']} ({_cell(row['false_positive_rate'], True)} / "
+                  f"{_cell(row['false_positive_rate_in_domain'], True)})"),
                  row["unsure_slices"],
+                 f"{row['confident_notumor_on_tumour']} / {row['confident_notumor_on_tumour_in_domain']}",
+                 row["flagged_out_of_domain"], row["flagged_not_mri"],
                  f"{_cell(row['wrong_confidence']['max'])} / {_cell(row['wrong_confidence']['median'])}",
-                 row["confident_notumor_on_tumour"], row["flagged_not_mri"], labels)
+                 labels, _missed(row))
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    patients = [row for row in report["volumes"] if not row["packaged"]]
+    lines += ["", (f"Patient brain slices answered `in_domain: false` or `is_mri: false`: "
+                   f"{flagged_share(patients):.0%} (target <= {MAX_FLAGGED_SHARE:.0%}).")]
     return lines
+
+
+def _missed(row: dict) -> str:
+    """The per-volume targets this row misses, by name ("-": none; packaged rows are not held to them)."""
+    if row["packaged"]:
+        return "n/a"
+    missed = [name for name, met in volume_targets(row).items() if met is False]
+    return ", ".join(missed) or "-"
 
 
 def write_report(report: dict, name: str, out: Path = REPORTS) -> tuple[Path, Path]:

@@ -29,10 +29,15 @@ class SliceResult:
     label: str
     confidence: float
     mri_reason: str | None  # why the not-MRI check flagged the slice, None when it did not
+    domain_reason: str | None = None  # why the slice is outside the validated domain (not-MRI included)
 
     @property
     def is_mri(self) -> bool:
         return self.mri_reason is None
+
+    @property
+    def in_domain(self) -> bool:
+        return self.domain_reason is None and self.is_mri
 
 
 def read_reference(path: Path = REFERENCE_FILE) -> dict[tuple[str, str], list[dict]]:
@@ -72,6 +77,7 @@ def summarise(results: list[SliceResult]) -> dict:
     hits = [r for r in tumour if r.label != NO_TUMOUR]
     false_alarms = [r for r in free if r.label != NO_TUMOUR]
     misses = [r for r in tumour if r.label == NO_TUMOUR]
+    trusted_alarms = [r for r in false_alarms if r.in_domain]
     wrong = misses + false_alarms
     return {
         "brain_slices": len(results),
@@ -85,6 +91,32 @@ def summarise(results: list[SliceResult]) -> dict:
         "wrong_answers": len(wrong),
         "wrong_confidence": _confidences([r.confidence for r in wrong]),
         "confident_notumor_on_tumour": sum(r.confidence >= CONFIDENT for r in misses),
+        "tumour_free_called_tumour_in_domain": len(trusted_alarms),
+        "false_positive_rate_in_domain": _ratio(len(trusted_alarms), len(free)),
+        "confident_notumor_on_tumour_in_domain": sum(r.confidence >= CONFIDENT and r.in_domain for r in misses),
         "flagged_not_mri": sum(not r.is_mri for r in results),
+        "flagged_out_of_domain": sum(not r.in_domain for r in results),
         "labels": dict(sorted(Counter(r.label for r in results).items())),
     }
+
+
+# Issue 10's bar per patient volume, and for all external brain slices together.
+MIN_SENSITIVITY = 0.70
+MAX_IN_DOMAIN_FALSE_POSITIVE_RATE = 0.20
+MAX_FLAGGED_SHARE = 0.25
+
+
+def volume_targets(row: dict) -> dict[str, bool | None]:
+    """Which of the per-volume targets a :func:`summarise` row meets (None: nothing to measure)."""
+    sensitivity, false_rate = row["sensitivity"], row["false_positive_rate_in_domain"]
+    return {
+        "sensitivity": None if sensitivity is None else sensitivity >= MIN_SENSITIVITY,
+        "false_positives_in_domain": None if false_rate is None else false_rate <= MAX_IN_DOMAIN_FALSE_POSITIVE_RATE,
+        "no_confident_notumor_in_domain": row["confident_notumor_on_tumour_in_domain"] == 0,
+    }
+
+
+def flagged_share(rows: list[dict]) -> float:
+    """Share of all brain slices of ``rows`` answered ``in_domain: false`` or ``is_mri: false``."""
+    slices = sum(row["brain_slices"] for row in rows)
+    return sum(row["flagged_out_of_domain"] for row in rows) / max(slices, 1)

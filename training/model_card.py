@@ -15,8 +15,8 @@ from pathlib import Path
 from neuroscan.classes import CLASSES
 from neuroscan.imaging import SUPPORTED_FORMATS
 from neuroscan.mri_check import BRAIN_BODY_PARTS, PixelLimits
-from training.augment import MriAugment
-from training.external_card import external_section, load_external, splice
+from training.augment import AugmentConfig, MriAugment
+from training.external_card import BEFORE, external_section, load_external, splice
 from training.recipes import RECIPES, Recipe
 from training.split import SPLIT_FILE, load_split
 
@@ -145,10 +145,18 @@ def data_section(split_path: Path) -> list[str]:
 
 
 def _augment_lines() -> list[str]:
-    augment = MriAugment()
-    return [f"left-right flip (p = 0.5); rotation up to +/-{augment.max_rotation:g} degrees",
-            f"random crop of {augment.min_scale:.0%}-100% of the side, resized to {augment.size}x{augment.size}",
-            "brightness and contrast factors 0.8-1.2; gamma 0.8-1.25",
+    c, size = AugmentConfig(), MriAugment().size
+    return [f"left-right flip (p = 0.5); rotation up to +/-{c.max_rotation:g} degrees",
+            f"random crop of {c.min_crop:.0%}-100% of the side, resized to {size}x{size}; zoom-out onto a black "
+            f"canvas (p = {c.zoom_out_p:g}, head {c.min_zoom_out:.0%}-95% of the side)",
+            (f"style randomised on {c.style_p:.0%} of the images: skull and scalp cut away (p = {c.skull_strip_p:g}); "
+             f"head contrast inverted (p = {c.invert_p:g}) or a random piecewise-linear tone curve "
+             f"(p = {c.tone_curve_p:g}, non-monotonic in {c.non_monotonic_p:.0%} of them, reordering tissue "
+             f"brightness as another sequence does); gamma {c.gamma[0]:g}-{c.gamma[1]:g}; a smooth multiplicative "
+             f"bias field up to +/-{c.bias_strength:.0%} (p = {c.bias_field_p:g}); lower resolution "
+             f"(p = {c.low_resolution_p:g}); Gaussian blur (p = {c.blur_p:g}); noise up to sigma {c.max_noise:g} grey "
+             f"levels (p = {c.noise_p:g}); histogram equalisation (p = {c.equalise_p:g})"),
+            "the other images: brightness and contrast factors 0.8-1.2, gamma 0.8-1.25",
             "no colour jitter (slices are grey) and no vertical flip (anatomy has a top and bottom)"]
 
 
@@ -261,7 +269,7 @@ def limits_section() -> list[str]:
 
 
 def render(metrics: dict[str, dict], logs: list[RunLog], shipped: str, split_path: Path) -> str:
-    external = external_section(load_external(REPORTS), metrics["lite0"]["accuracy"])
+    external = _external(metrics)
     lines = ["# Model card: NeuroScan brain-MRI tumour classifier", "",
              ("> **NeuroScan is NOT a medical device.** It is not cleared or approved by any regulator (FDA, CE/MDR "
              "or other), it has not been clinically validated, and its output must not be used to diagnose, "
@@ -282,6 +290,11 @@ def render(metrics: dict[str, dict], logs: list[RunLog], shipped: str, split_pat
     return "\n".join(lines)
 
 
+def _external(metrics: dict[str, dict]) -> list[str]:
+    """The External validation section: the shipped model's report next to the 1.1.0 one."""
+    return external_section(load_external(REPORTS), metrics["lite0"]["accuracy"], load_external(REPORTS, BEFORE))
+
+
 def shipped_run(metrics: dict) -> str:
     """The log name of the run the shipped weights came from (``runs/gpu/<name>.safetensors``)."""
     return Path(metrics["weights"]).stem
@@ -296,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics = {name: load_metrics(name) for name in ("lite0", "baseline")}
     if args.only == "external":
-        section = external_section(load_external(REPORTS), metrics["lite0"]["accuracy"])
+        section = _external(metrics)
         args.out.write_text(splice(args.out.read_text(), section, before="## Data"))
         print(f"updated the external validation section of {args.out}")
         return

@@ -23,6 +23,10 @@ class Recipe:
     batch_size: int = 32
     label_smoothing: float = 0.05
     patience: int = 6
+    # A trained weight file to start from, head included (None: ImageNet features, a new head).
+    start_from: str | None = None
+    # Add the packaged MNI152 template's slices to the no-tumour class (training/healthy.py).
+    healthy_template: bool = False
 
 
 RECIPES: dict[str, Recipe] = {
@@ -35,6 +39,10 @@ RECIPES: dict[str, Recipe] = {
             Phase("all", 30, 3e-4, "all"),
         ),
     ),
+    # 2.x: the shipped model fine-tuned end to end under style randomisation (training/augment.py),
+    # short enough for one session on 2 CPU cores (about 9 minutes an epoch).
+    "robust": Recipe("robust", (Phase("all", 5, 3e-4, "all"),), start_from="model_store/brain_tumor.safetensors",
+                     healthy_template=True),
     "baseline": Recipe("baseline", (Phase("all", 30, 2e-3, "all"),), batch_size=64, patience=8),
 }
 

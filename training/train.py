@@ -14,7 +14,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +25,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from neuroscan.model import create_finetune_model, create_model
+from neuroscan.classes import CLASSES, NO_TUMOUR
+from neuroscan.model import create_finetune_model, create_model, load_trained_model
 from neuroscan.weights import ModelMeta, load_weights, save_weights
 from training.augment import MriAugment
 from training.baseline import BaselineCNN
 from training.data import DEFAULT_ROOT, MriDataset
-from training.recipes import RECIPES, Recipe, trainable_parameters
+from training.healthy import template_slices
+from training.recipes import RECIPES, trainable_parameters
 from training.split import SPLIT_FILE, load_split
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_TUMOUR_INDEX = CLASSES.index(NO_TUMOUR)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", type=Path, default=SPLIT_FILE)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, help="mapped ImageNet weights (safetensors) instead of the package")
+    parser.add_argument("--start-from", type=Path, help="trained weights to fine-tune, head included "
+                        "(default: the recipe's start_from)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--epochs", type=int, nargs="*", help="override epochs per phase")
     parser.add_argument("--limit", type=int, help="use only N images per side (smoke tests)")
@@ -84,9 +91,12 @@ def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" or native else None
 
 
-def build_model(name: str, init: Path | None) -> nn.Module:
+def build_model(name: str, init: Path | None, start_from: Path | None = None) -> nn.Module:
+    """The recipe's starting point: a trained file (fine-tune), mapped ImageNet weights, or the package's."""
     if name == "baseline":
         return BaselineCNN()
+    if start_from is not None:
+        return load_trained_model(start_from)[0].train()
     if init is None:
         return create_finetune_model()
     model = create_model()
@@ -107,13 +117,14 @@ class Trainer:
         recipe = RECIPES[args.model]
         if args.epochs:
             phases = tuple(p.__class__(**{**asdict(p), "epochs": e}) for p, e in zip(recipe.phases, args.epochs))
-            recipe = Recipe(recipe.name, phases, recipe.batch_size, recipe.label_smoothing, recipe.patience)
+            recipe = replace(recipe, phases=phases)
         self.recipe = recipe
         self.batch_size = args.batch_size or recipe.batch_size
         self.amp = autocast_dtype(args.amp, self.device)
         self.out: Path = args.out
         self.out.mkdir(parents=True, exist_ok=True)
-        self.model = build_model(args.model, args.init).to(self.device)
+        start_from = args.start_from or (ROOT / recipe.start_from if recipe.start_from else None)
+        self.model = build_model(args.model, args.init, start_from).to(self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self._load_data()
         self.state = {"phase": 0, "epoch": 0, "best_loss": float("inf"), "stale": 0, "history": []}
@@ -129,7 +140,8 @@ class Trainer:
         train, val = split.samples(self.args.data, "train"), split.samples(self.args.data, "val")
         if self.args.limit:
             train, val = train[:: max(1, len(train) // self.args.limit)], val[:: max(1, len(val) // self.args.limit)]
-        self.train_set = MriDataset(train, MriAugment())
+        extra = [(image, NO_TUMOUR_INDEX) for image in template_slices()] if self.recipe.healthy_template else []
+        self.train_set = MriDataset(train, MriAugment(), extra)
         self.val_set = MriDataset(val)
         distributed = self.world > 1
         self.train_sampler = DistributedSampler(self.train_set, seed=self.args.seed) if distributed else None
@@ -243,7 +255,7 @@ class Trainer:
 
     def _export(self, path: Path) -> None:
         version = self.args.version or f"{self.args.model}-{time.strftime('%Y%m%d')}"
-        spec = "baseline" if self.args.model == "baseline" else "lite0"
+        spec = "baseline" if self.args.model == "baseline" else "lite0"  # the robust fine-tune is a Lite0 too
         save_weights(path, self.model.state_dict(), ModelMeta(version=version, spec=spec))
 
     def _checkpoint(self, index: int, optimiser, scheduler) -> None:

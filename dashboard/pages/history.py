@@ -4,7 +4,7 @@ from datetime import date
 
 from nicegui import run, ui
 
-from dashboard.findings import DISPLAY_NAMES
+from dashboard.findings import DISPLAY_NAMES, headline, is_reliable
 from dashboard.images import data_url
 from dashboard.pages.layout import frame
 from dashboard.services import services
@@ -45,11 +45,18 @@ async def history_page() -> None:
         await results()
 
 
+def _summary(case: Case) -> str:
+    """Class and confidence, or why there is no reliable result (never an out-of-domain class in bold)."""
+    if is_reliable(case.result):
+        return f"{DISPLAY_NAMES[case.label]} ({case.confidence:.0%})"
+    return headline(case.result).title
+
+
 def _case_row(case: Case) -> None:
     with ui.row().classes("w-full items-center flex-wrap gap-4 p-2 border rounded").mark("history-row"):
         ui.image(data_url(case.thumbnail)).classes("w-16 h-16").props(f'alt="Thumbnail of case {case.id}"')
         with ui.column().classes("gap-0 min-w-[200px] flex-1"):
-            ui.label(f"{DISPLAY_NAMES[case.label]} ({case.confidence:.0%})").classes("font-semibold")
+            ui.label(_summary(case)).classes("font-semibold")
             ui.label(f"{case.created_at:%Y-%m-%d %H:%M} UTC by {case.username}, model {case.model_version}") \
                 .classes("text-sm text-slate-600")
             ui.label(f"SHA-256 {case.image_sha256[:16]}...").classes("text-xs text-slate-500 break-all")

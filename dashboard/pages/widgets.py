@@ -4,7 +4,7 @@ from typing import Any
 
 from nicegui import run, ui
 
-from dashboard.findings import DISPLAY_NAMES, warnings_for
+from dashboard.findings import DISPLAY_NAMES, headline, warnings_for
 from dashboard.images import data_url
 from dashboard.report import build_report
 from dashboard.services import services
@@ -52,10 +52,11 @@ def _layer(png: bytes, alt: str) -> ui.element:
 
 
 def diagnosis_card(result: dict[str, Any]) -> None:
-    """The predicted class and its calibrated confidence, biggest text on the page."""
+    """The predicted class and its calibrated confidence, biggest text on the page (or that there is none)."""
+    line = headline(result)
     with ui.card().classes("w-full").props('role="region" aria-label="Diagnosis"').mark("diagnosis"):
-        ui.label(DISPLAY_NAMES[result["label"]]).classes("text-2xl font-bold")
-        ui.label(f"Calibrated confidence {result['confidence']:.1%}").classes("text-base")
+        ui.label(line.title).classes("text-2xl font-bold").mark("diagnosis-title")
+        ui.label(line.detail).classes("text-base")
         ui.label(f"Model version {result['model_version']}").classes("text-xs text-slate-600")
 
 
