@@ -91,10 +91,11 @@ $(MAR): $(VENV)/.installed $(HANDLER_SRC) $(ONNX_FP32) $(INT8)
 
 # Re-quantise the committed int8 graph after new weights (the only serving step that reads DATA),
 # then measure both graphs' agreement with fp32 eager on the whole validation split and on every
-# external brain slice (EXTERNAL); each must agree on >= 99.5%.
+# external brain slice (EXTERNAL). The served fp32 graph must agree on >= 99.5% of the external
+# slices; the int8 one (opt-in in config/model-config.yaml) is reported.
 int8: install need-data
 	$(PY) -m handler.export_onnx --weights $(WEIGHTS) --out $(ONNX_FP32) --int8 $(INT8) --data $(DATA) --check
-	$(PY) -m training.onnx_agreement --weights $(WEIGHTS) --onnx $(ONNX_FP32) $(INT8) --external $(EXTERNAL)
+	$(PY) -m training.onnx_agreement --weights $(WEIGHTS) --onnx $(ONNX_FP32) --also $(INT8) --external $(EXTERNAL)
 
 archive: $(MAR)
 
@@ -181,10 +182,10 @@ evaluate: install need-data
 	$(MAKE) --no-print-directory external
 
 # The shipped model on patient MRI from other collections (EXTERNAL) and packaged brain MRI; the
-# model card's "External validation" section is re-rendered from the report it writes.
+# model card is re-rendered with the report it writes.
 external: install
 	$(PY) -m training.external --weights $(WEIGHTS) --name lite0 --external $(EXTERNAL)
-	$(PY) -m training.model_card --only external
+	$(PY) -m training.model_card
 
 lint: install
 	$(BIN)/ruff check .

@@ -50,9 +50,22 @@ def _stretch_to_uint8(array: np.ndarray, floor: float) -> np.ndarray:
 
 
 def resize(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> Image.Image:
-    """Resize to the model's square input with bilinear filtering (no-op at the right size)."""
-    size = (spec.input_size, spec.input_size)
-    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+    """Fit the longer side to the model's square input (bilinear), centred on black; no-op at the right size.
+
+    Stretching a 256x208 slice to a square would widen every head and lesion in it (scanners store
+    non-square matrices); the training slices are square, so they come out as before.
+    """
+    size = spec.input_size
+    if image.size == (size, size):
+        return image
+    scale = size / max(image.size)
+    fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          Image.Resampling.BILINEAR)
+    if fitted.size == (size, size):
+        return fitted
+    canvas = Image.new(image.mode, (size, size))  # zero: black in every mode
+    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
+    return canvas
 
 
 def pixels(image: Image.Image, spec: ModelSpec = DEFAULT_SPEC) -> np.ndarray:

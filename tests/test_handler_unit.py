@@ -322,21 +322,25 @@ def non_mri_images() -> dict[str, bytes]:
 
 
 def test_not_mri_check_flags_photos_and_passes_real_mris(handler, mri_root):
-    """The issue's operating point: >= 95% of non-MRI images flagged, <= 1% of the validation
-    MRIs (all 1,142, never seen when the neighbour bank and its threshold were fitted)."""
+    """The 2.0 operating point (MODEL_CARD.md, "Not-an-MRI check"): >= 95% of non-MRI pictures get no
+    reliable answer (``is_mri`` or ``in_domain`` false), >= 80% are ``is_mri: false`` outright (1.x: 37
+    of 38; 2.0 trades some grey photos for 6% instead of 31% false alarms on other hospitals' brain MRI),
+    and <= 1% of the validation MRIs (all 1,142, never seen by the neighbour bank) are flagged."""
     from training.split import load_split
 
     photos = non_mri_images()
     answers, _ = run(handler, [{"body": body} for body in photos.values()])
-    missed = [name for name, a in zip(photos, answers) if a["is_mri"]]
-    flagged_rate = 1 - len(missed) / len(photos)
+    passed = [name for name, a in zip(photos, answers) if a["is_mri"]]
+    trusted = [name for name, a in zip(photos, answers) if a["in_domain"]]
     val = load_split().val
     mri_answers = []
     for start in range(0, len(val), 16):
         chunk = val[start:start + 16]
         mri_answers += run(handler, [{"body": (mri_root / rel).read_bytes()} for rel in chunk])[0]
     false_alarms = sum(not a["is_mri"] for a in mri_answers) / len(mri_answers)
-    print(f"non-MRI flagged {flagged_rate:.1%} of {len(photos)} (missed {missed}); "
+    print(f"non-MRI: is_mri false {1 - len(passed) / len(photos):.1%} of {len(photos)} (passed {passed}), "
+          f"no reliable answer {1 - len(trusted) / len(photos):.1%} (in domain: {trusted}); "
           f"val MRIs flagged {false_alarms:.2%} of {len(mri_answers)}")
-    assert flagged_rate >= 0.95, missed
+    assert 1 - len(trusted) / len(photos) >= 0.95, trusted
+    assert 1 - len(passed) / len(photos) >= 0.80, passed
     assert false_alarms <= 0.01

@@ -16,7 +16,7 @@ from deps import needs
 from PIL import Image
 
 from neuroscan.imaging import decode_image
-from neuroscan.preprocess import pixels, preprocess_batch, to_rgb
+from neuroscan.preprocess import pixels, preprocess_batch, resize, to_rgb
 from training.data import MriDataset, Sample, list_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri/Training"
@@ -115,3 +115,17 @@ def test_float_image_is_stretched_and_non_finite_pixels_ignored() -> None:
     grey = np.asarray(to_rgb(Image.fromarray(floats, mode="F")))[..., 0]
     assert grey.min() == 0 and grey.max() == 255
     assert grey[0, 0] == 0 and grey[0, 1] == 0  # non-finite pixels take the darkest value
+
+
+def test_a_non_square_slice_keeps_its_proportions_on_black_bars() -> None:
+    """A 256x208 picture (a scanner's non-square matrix) is fitted, not stretched: a circle stays round."""
+    y, x = np.mgrid[:208, :256]
+    disc = ((np.hypot(y - 104, x - 128) < 90) * 200).astype(np.uint8)
+    fitted = np.asarray(resize(Image.fromarray(disc)))
+    assert fitted.shape == (224, 224)
+    rows, cols = np.nonzero(fitted > 100)
+    assert abs((rows.max() - rows.min()) - (cols.max() - cols.min())) <= 2  # round, not an ellipse
+    bar = (224 - round(208 * 224 / 256)) // 2
+    assert fitted[:bar].max() == 0 and fitted[-bar:].max() == 0
+    square = Image.fromarray(np.full((300, 300), 7, np.uint8))
+    assert np.asarray(resize(square)).min() == 7  # a square picture fills the input: no bars

@@ -16,10 +16,10 @@ import pytest
 import torch
 from deps import needs
 
+from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.model import load_trained_model
 from neuroscan.weights import load_weights
 from training.baseline import BaselineCNN
-from neuroscan.classes import CLASSES, NO_TUMOUR
 from training.healthy import template_slices
 from training.train import Trainer, main, parse_args
 

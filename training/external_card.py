@@ -2,7 +2,7 @@
 
 Its readers are clinicians deciding whether to trust an answer, so it leads with a plain verdict
 computed from the pooled patient numbers, then gives the per-volume table and the limits of the
-measurement itself. The section can be re-rendered on its own (:func:`splice`), because the rest
+measurement itself. :mod:`training.model_card` places it in the card; because the rest
 of the card needs the GPU training logs, which only the training machine has.
 """
 
@@ -89,14 +89,18 @@ def verdict(report: dict, val_accuracy: float) -> list[str]:
 MEANING = [
     "What this means for a clinician:",
     "",
-    "- a missed **sensitivity** target: on that kind of scan, tumour slices are answered `notumor`; a `notumor` "
-    "answer never rules a tumour out;",
-    "- a missed **false-positive** target: on that kind of scan, healthy slices (most often skull-base slices "
-    "through the sella and orbits, answered `pituitary`) are called a tumour without a domain warning; a tumour "
-    "answer is a prompt to look, not a finding;",
-    "- a confident `notumor` with `in_domain: true` on a tumour slice is the worst answer the product can give; "
-    "where it happens, the volume is named above.",
+    ("- a missed **sensitivity** target: on that kind of scan, tumour slices are answered `notumor`; a `notumor` "
+     "answer never rules a tumour out;"),
+    ("- a missed **false-positive** target: on that kind of scan, healthy slices (most often skull-base slices "
+     "through the sella and orbits, answered `pituitary`) are called a tumour without a domain warning; a tumour "
+     "answer is a prompt to look, not a finding;"),
+    ("- a confident `notumor` with `in_domain: true` on a tumour slice is the worst answer the product can give; "
+     "where it happens, the volume is named above."),
 ]
+
+
+def _change(was: dict, now: dict, part: str, whole: str) -> str:
+    return f"{_share(was[part], was[whole])} -> {_share(now[part], now[whole])}"
 
 
 def comparison(before: dict | None, after: dict) -> list[str]:
@@ -112,17 +116,14 @@ def comparison(before: dict | None, after: dict) -> list[str]:
         if was is None:
             continue
         rows.append((row["volume"], row["sequence"],
-                     f"{_share(was['tumour_called_tumour'], was['tumour_slices'])} -> "
-                     f"{_share(row['tumour_called_tumour'], row['tumour_slices'])}",
-                     f"{_share(was['tumour_free_called_tumour_in_domain'], was['tumour_free_slices'])} -> "
-                     f"{_share(row['tumour_free_called_tumour_in_domain'], row['tumour_free_slices'])}",
+                     _change(was, row, "tumour_called_tumour", "tumour_slices"),
+                     _change(was, row, "tumour_free_called_tumour_in_domain", "tumour_free_slices"),
                      f"{was['confident_notumor_on_tumour_in_domain']} -> {row['confident_notumor_on_tumour_in_domain']}",
-                     f"{_share(was['flagged_out_of_domain'], was['brain_slices'])} -> "
-                     f"{_share(row['flagged_out_of_domain'], row['brain_slices'])}"))
+                     _change(was, row, "flagged_out_of_domain", "brain_slices")))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return [f"Before and after: model {before['model_version']} -> {after['model_version']} on the same slices "
-            f"(1.1.0 had no domain limit: its `in_domain` is its not-MRI check).", "", *lines, ""]
+    return [(f"Before and after: model {before['model_version']} -> {after['model_version']} on the same slices "
+             "(1.1.0 had no domain limit: its `in_domain` is its not-MRI check)."), "", *lines, ""]
 
 
 def method() -> list[str]:
@@ -132,8 +133,9 @@ def method() -> list[str]:
          "TCGA-FG-6692 (raw scanner export with skull, 5.5 mm slices; T1, T1 post-contrast, T2, FLAIR) and BraTS 2023 "
          "metastasis case 00110 (skull-stripped, co-registered, 1 mm; T1, T1 post-contrast, T2, FLAIR); plus brain MRI "
          "shipped in PyPI packages: nilearn's MNI152 2009a T1 template and pydicom's `MR_small.dcm` (a 64x64 crop, "
-         "decoded and header-checked like an upload). None of the patient volumes was used for training or for choosing "
-         "any threshold. From 2.0 the MNI152 template is training data (no-tumour slices, `training/healthy.py`): its "
+         "decoded and header-checked like an upload). None of the patient volumes was used for training or for fitting "
+         "any threshold (the domain limit was fixed before they were scored; \"Validated domain\" says what was "
+         "compared on them afterwards). From 2.0 the MNI152 template is training data (no-tumour slices, `training/healthy.py`): its "
          "row shows the model on what it was trained on, not external evidence."),
         (f"- **Slices:** each volume reoriented to RAS+ and each axial slice shown as radiologists view it (anterior up, "
          f"the patient's right on the image's left); one window per volume, the {low:g}th to {high:g}th percentile of "
@@ -175,14 +177,3 @@ def external_section(report: dict | None, val_accuracy: float, before: dict | No
              "not-MRI ones included) and `is_mri: false`; the confidence of the wrong answers; the answers given; the "
              "per-volume targets missed. Per-slice answers: `training/reports/external_lite0.json`."), "",
             "Limits of this measurement:", "", *limits(patients), ""]
-
-
-def splice(card: str, section: list[str], before: str) -> str:
-    """``card`` with its External validation section replaced by ``section`` (inserted before ``before``)."""
-    lines = card.split("\n")
-    start = next((i for i, line in enumerate(lines) if line.startswith(HEADING)), None)
-    if start is None:
-        start = end = lines.index(before)
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[:start] + section + lines[end:])

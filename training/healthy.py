@@ -16,7 +16,12 @@ import numpy as np
 from PIL import Image
 
 from training.external_sources import MNI152_FILE, package_file
-from training.external_volumes import is_brain_slice, load_nifti, to_uint8, volume_window
+from training.external_volumes import (
+    is_brain_slice,
+    load_nifti,
+    to_uint8,
+    volume_window,
+)
 
 STEP = 2  # every second slice: neighbours 1 mm apart are near-duplicates
 
