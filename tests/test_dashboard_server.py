@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pypdf
@@ -79,14 +80,44 @@ def strict_threshold(served, monkeypatch: pytest.MonkeyPatch):
     return served
 
 
-async def test_colour_photo_gets_not_mri_and_low_confidence_warnings(strict_threshold, user: User) -> None:
+async def test_colour_photo_says_not_a_brain_mri_and_nothing_else(strict_threshold, user: User) -> None:
+    """Even with a low-confidence threshold no answer reaches, a non-MRI picture gets one caution and no class."""
     x, y = np.meshgrid(np.arange(224), np.arange(224))
     rainbow = np.stack([x, y, 255 - x], axis=-1).astype(np.uint8)  # nothing like a grey MRI slice
     await sign_in(user, CLINICIAN)
     await upload(user, ("holiday.png", png_bytes(Image.fromarray(rainbow))))
     await user.should_see(marker="diagnosis", retries=INFERENCE_WAIT)
     await user.should_see("This image does not look like a brain MRI")
-    await user.should_see(marker="warning-low_confidence")
+    await user.should_see("Not a brain MRI")
+    await user.should_not_see(marker="warning-low_confidence")
+    await user.should_not_see(marker="warning-tumour")
+
+
+async def test_low_confidence_warning_on_a_brain_mri(strict_threshold, user: User) -> None:
+    await sign_in(user, CLINICIAN)
+    await upload(user, mri_image("glioma"))
+    await user.should_see(marker="warning-low_confidence", retries=INFERENCE_WAIT)
+
+
+async def test_a_slice_from_another_hospital_gets_no_reliable_result(served, user: User) -> None:
+    """A FLAIR slice of the external BraTS case (far from the training slices, but a brain MRI) is
+    shown as "No reliable result" with the domain caution, not as a confident class."""
+    await sign_in(user, CLINICIAN)
+    await upload(user, ("flair.png", png_bytes(Image.fromarray(external_slice("brats-met-00110", "t2f", 95)))))
+    await user.should_see(marker="warning-out_of_domain", retries=INFERENCE_WAIT)
+    await user.should_see("No reliable result")
+    await user.should_not_see(marker="warning-tumour")
+    await user.should_not_see("Calibrated confidence")
+
+
+def external_slice(volume: str, sequence: str, k: int) -> np.ndarray:
+    """Axial slice ``k`` of an external volume as ``make external`` renders it (8-bit, radiological view)."""
+    from training.external_volumes import axial_slices, load_nifti
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / volume / f"{sequence}.nii.gz"
+    if not path.is_file():
+        pytest.fail(f"external MRI volume not found at {path}")
+    return axial_slices(load_nifti(path))[k]
 
 
 async def test_dicom_upload_shows_tags_but_no_patient_name(served, user: User) -> None:
