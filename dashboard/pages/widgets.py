@@ -55,7 +55,7 @@ def diagnosis_card(result: dict[str, Any]) -> None:
     """The predicted class and its calibrated confidence, biggest text on the page (or that there is none)."""
     line = headline(result)
     with ui.card().classes("w-full").props('role="region" aria-label="Diagnosis"').mark("diagnosis"):
-        ui.label(line.title).classes("text-2xl font-bold").mark("diagnosis-title")
+        ui.label(line.title).classes("text-2xl font-bold")
         ui.label(line.detail).classes("text-base")
         ui.label(f"Model version {result['model_version']}").classes("text-xs text-slate-600")
 
