@@ -25,9 +25,8 @@ from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
 from neuroscan.mri_check import (
-    DOMAIN_REASON,
-    FEATURE_REASON,
     NeighbourDistance,
+    answer_reasons,
     dicom_reason,
     feature_flags,
     pixel_reason,
@@ -140,8 +139,7 @@ class BrainTumorHandler(BaseHandler):
 
     def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool, outside: bool) -> dict:
         top = int(probabilities.argmax())
-        reason = item.input_reason or (FEATURE_REASON if outlier else None)
-        domain_reason = reason or (DOMAIN_REASON if outside else None)
+        reason, domain_reason = answer_reasons(item.input_reason, outlier, outside)
         return {
             "label": CLASSES[top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},

@@ -171,11 +171,8 @@ class NeighbourDistance:
         similarity = self.project(features) @ self.bank.T
         return 1 - similarity.topk(int(self.k), dim=1).values[:, -1]
 
-    def is_outlier(self, features: torch.Tensor) -> torch.Tensor:
-        return self.score(features) > self.threshold
-
     def outside_domain(self, scores: torch.Tensor) -> torch.Tensor:
-        """Per row of :meth:`score`: beyond the validated domain (``is_outlier`` rows are too)."""
+        """Per row of :meth:`score`: beyond the validated domain (rows past ``threshold`` are too)."""
         return scores > torch.minimum(self.domain_threshold, self.threshold)
 
     def to_extras(self) -> dict[str, torch.Tensor]:
@@ -201,6 +198,13 @@ def feature_flags(check: NeighbourDistance | None, features: torch.Tensor) -> tu
         return none, none
     scores = check.score(features)
     return scores > check.threshold, check.outside_domain(scores)
+
+
+def answer_reasons(input_reason: str | None, outlier: bool, outside: bool) -> tuple[str | None, str | None]:
+    """(``mri_reason``, ``domain_reason``) of one answer: the header or pixel reason first, then the
+    feature distance's; a picture that is not a brain MRI is outside the domain for the same reason."""
+    reason = input_reason or (FEATURE_REASON if outlier else None)
+    return reason, reason or (DOMAIN_REASON if outside else None)
 
 
 _NEIGHBOUR_FIELDS = ("mean", "components", "bank", "k", "threshold", "domain_threshold")

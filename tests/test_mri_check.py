@@ -13,6 +13,7 @@ from neuroscan.mri_check import (
     NeighbourDistance,
     PixelLimits,
     dicom_reason,
+    feature_flags,
     pixel_reason,
     pixel_stats,
 )
@@ -114,8 +115,8 @@ def test_neighbour_distance_separates_new_kinds_of_features(tmp_path):
     generator = torch.Generator().manual_seed(0)
     centres = torch.rand(4, 256, generator=generator) * 3
     detector = NeighbourDistance.fit(clusters(800, generator, centres), k=5, dims=32, quantile=0.99)
-    held_out = detector.is_outlier(clusters(400, generator, centres)).float().mean()
-    strangers = detector.is_outlier(torch.rand(50, 256, generator=generator) * 3).float().mean()
+    held_out = feature_flags(detector, clusters(400, generator, centres))[0].float().mean()
+    strangers = feature_flags(detector, torch.rand(50, 256, generator=generator) * 3)[0].float().mean()
     assert held_out <= 0.03 and strangers == 1.0
 
     # what the handler loads is what was fitted

@@ -20,7 +20,7 @@ from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.model import load_trained_model
 from neuroscan.weights import load_weights
 from training.baseline import BaselineCNN
-from training.healthy import template_slices
+from training.healthy import template_samples
 from training.train import Trainer, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_robust_recipe_fine_tunes_the_shipped_model_with_the_template_added(tmp_
     shipped = load_weights(ROOT / "model_store" / "brain_tumor.safetensors").state_dict
     state = trainer.model.state_dict()
     assert all(torch.equal(state[k].float(), shipped[k].float()) for k in shipped)
-    template = template_slices()
+    template = template_samples()
     limited = len(trainer.train_set) - len(template)
     assert 8 <= limited <= 9  # --limit 8 keeps every n-th training file
     assert trainer.train_set.labels[limited:] == [CLASSES.index(NO_TUMOUR)] * len(template)

@@ -26,7 +26,7 @@ from sklearn.metrics import (
 from torch.utils.data import DataLoader
 
 from neuroscan.calibration import calibrated_probabilities
-from neuroscan.classes import CLASSES, NO_TUMOUR
+from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
 from neuroscan.model import create_model
 from neuroscan.mri_check import NeighbourDistance, feature_flags
@@ -41,7 +41,7 @@ from training.calibrate import (
     reliability_bins,
 )
 from training.data import DEFAULT_ROOT, MriDataset
-from training.healthy import template_slices
+from training.healthy import template_samples
 from training.plots import plot_confusion, plot_reliability
 from training.split import SPLIT_FILE, load_split
 
@@ -72,7 +72,7 @@ def fit_neighbour_check(model: torch.nn.Module, train: list) -> NeighbourDistanc
     plain slices alone; the price is grey photos, some of which then pass it (MODEL_CARD.md).
     """
     random.seed(0)
-    extra = [(image, CLASSES.index(NO_TUMOUR)) for image in template_slices()]
+    extra = template_samples()
     plain = collect(model, MriDataset(train, extra=extra))[1]
     styled = collect(model, MriDataset(train, MriAugment(), extra=extra))[1]
     return NeighbourDistance.fit(torch.cat([plain, styled]))

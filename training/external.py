@@ -27,9 +27,8 @@ from neuroscan.classes import CLASSES
 from neuroscan.inference import logits_and_features
 from neuroscan.model import load_trained_model
 from neuroscan.mri_check import (
-    DOMAIN_REASON,
-    FEATURE_REASON,
     NeighbourDistance,
+    answer_reasons,
     dicom_reason,
     feature_flags,
     pixel_reason,
@@ -41,10 +40,10 @@ from training.external_metrics import (
     REFERENCE_FILE,
     SliceResult,
     flagged_share,
+    missed_targets,
     read_reference,
     readings,
     summarise,
-    volume_targets,
 )
 from training.external_sources import (
     ExternalDataMissing,
@@ -75,11 +74,9 @@ class Classifier:
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
         outliers, outside = feature_flags(self.ood, features)
         header = dicom_reason(dicom_tags)
-        answers = []
-        for p, px, outlier, away in zip(probabilities, batch, outliers, outside):
-            reason = header or pixel_reason(px) or (FEATURE_REASON if outlier else None)
-            answers.append((CLASSES[int(p.argmax())], float(p.max()), reason, reason or (DOMAIN_REASON if away else None)))
-        return answers
+        return [(CLASSES[int(p.argmax())], float(p.max()),
+                 *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away)))
+                for p, px, outlier, away in zip(probabilities, batch, outliers, outside)]
 
 
 def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -> dict:
@@ -93,17 +90,25 @@ def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -
             "per_slice": [result.__dict__ for result in results]}
 
 
+def volume_sources(external: Path, reference: dict, packaged: bool = True) -> list[tuple[Volume, bool]]:
+    """(volume, from a package) for every patient volume under ``external``, then the packaged MRI."""
+    collections = {volume: rows[0]["collection"] for (volume, _), rows in reference.items()}
+    sources = [(volume, False) for volume in patient_volumes(external, collections)]
+    return sources + [(volume, True) for volume in packaged_volumes()] if packaged else sources
+
+
+def patient_rows(report: dict) -> list[dict]:
+    """The report's rows of patient volumes (the targets are theirs; packaged MRI is not held to them)."""
+    return [row for row in report["volumes"] if not row["packaged"]]
+
+
 def run(weights: Path, external: Path, reference_file: Path = REFERENCE_FILE,
         packaged: bool = True) -> dict:
     """Score every patient volume under ``external`` (and the packaged MRI) with ``weights``."""
     reference = read_reference(reference_file)
-    collections = {volume: rows[0]["collection"] for (volume, _), rows in reference.items()}
-    sources = [(volume, False) for volume in patient_volumes(external, collections)]
-    if packaged:
-        sources += [(volume, True) for volume in packaged_volumes()]
     classifier = Classifier(weights)
     rows = []
-    for volume, from_package in sources:
+    for volume, from_package in volume_sources(external, reference, packaged):
         key = (volume.volume, volume.sequence)
         if key not in reference:
             raise ValueError(f"{volume.volume}/{volume.sequence} has no rows in {reference_file.name}")
@@ -139,9 +144,8 @@ def markdown_table(report: dict) -> list[str]:
                  f"{_cell(row['wrong_confidence']['max'])} / {_cell(row['wrong_confidence']['median'])}",
                  labels, _missed(row))
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    patients = [row for row in report["volumes"] if not row["packaged"]]
     lines += ["", (f"Patient brain slices answered `in_domain: false` or `is_mri: false`: "
-                   f"{flagged_share(patients):.0%} (target <= {MAX_FLAGGED_SHARE:.0%}).")]
+                   f"{flagged_share(patient_rows(report)):.0%} (target <= {MAX_FLAGGED_SHARE:.0%}).")]
     return lines
 
 
@@ -149,8 +153,7 @@ def _missed(row: dict) -> str:
     """The per-volume targets this row misses, by name ("-": none; packaged rows are not held to them)."""
     if row["packaged"]:
         return "n/a"
-    missed = [name for name, met in volume_targets(row).items() if met is False]
-    return ", ".join(missed) or "-"
+    return ", ".join(missed_targets(row)) or "-"
 
 
 def write_report(report: dict, name: str, out: Path = REPORTS) -> tuple[Path, Path]:

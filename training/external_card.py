@@ -2,8 +2,7 @@
 
 Its readers are clinicians deciding whether to trust an answer, so it leads with a plain verdict
 computed from the pooled patient numbers, then gives the per-volume table and the limits of the
-measurement itself. :mod:`training.model_card` places it in the card; because the rest
-of the card needs the GPU training logs, which only the training machine has.
+measurement itself. :mod:`training.model_card` places it in the card.
 """
 
 import json
@@ -11,14 +10,14 @@ from collections import Counter
 from pathlib import Path
 
 from neuroscan.classes import NO_TUMOUR
-from training.external import markdown_table
+from training.external import markdown_table, patient_rows
 from training.external_metrics import (
     CONFIDENT,
     MAX_FLAGGED_SHARE,
     MAX_IN_DOMAIN_FALSE_POSITIVE_RATE,
     MIN_SENSITIVITY,
     flagged_share,
-    volume_targets,
+    missed_targets,
 )
 from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERCENTILES
 
@@ -43,17 +42,11 @@ def _share(part: int, whole: int) -> str:
     return f"{part}/{whole} ({part / whole:.0%})" if whole else f"{part}/0"
 
 
-def _patients(report: dict) -> list[dict]:
-    return [row for row in report["volumes"] if not row["packaged"]]
-
-
 def verdict(report: dict, val_accuracy: float) -> list[str]:
     """What a clinician needs to know first, in numbers: the targets met, and what the misses mean."""
-    patients = _patients(report)
+    patients = patient_rows(report)
     totals = pooled(patients)
-    missed = {f"{row['volume']}/{row['sequence']}": [k for k, met in volume_targets(row).items() if met is False]
-              for row in patients}
-    failing = {volume: names for volume, names in missed.items() if names}
+    failing = {f"{row['volume']}/{row['sequence']}": names for row in patients if (names := missed_targets(row))}
     share = flagged_share(patients)
     lead = ("The model meets the external targets on every patient volume (a small sample: read the limits below)."
             if not failing and share <= MAX_FLAGGED_SHARE else
@@ -107,11 +100,11 @@ def comparison(before: dict | None, after: dict) -> list[str]:
     """Per patient volume: the 1.1.0 numbers next to the shipped model's."""
     if before is None:
         return []
-    old = {(row["volume"], row["sequence"]): row for row in _patients(before)}
+    old = {(row["volume"], row["sequence"]): row for row in patient_rows(before)}
     header = ("volume", "sequence", "tumour slices called tumour", "tumour-free called tumour, `in_domain`",
               "`notumor` >= 0.9 on tumour, `in_domain`", "`in_domain: false` or `is_mri: false`")
     rows = []
-    for row in _patients(after):
+    for row in patient_rows(after):
         was = old.get((row["volume"], row["sequence"]))
         if was is None:
             continue
@@ -146,7 +139,8 @@ def method() -> list[str]:
          "lesion (`yes`, `no`, or `unsure` at its edges; `unsure` slices are left out of both rates). Not an expert "
          "segmentation."),
         ("- **Model:** the shipped weight file, eager fp32, with the served preprocessing, temperature, not-MRI check "
-         "and domain limit (the service runs an int8 copy of the same features: README, Performance). A slice is "
+         "and domain limit (the service runs the fp32 ONNX export of the same network, which answers every external "
+         "slice as it does: README, Performance). A slice is "
          "\"called a tumour\" when the top class is not `notumor`; the tumour type is not scored (no type reference "
          "for the metastasis)."),
     ]
@@ -167,7 +161,7 @@ def external_section(report: dict | None, val_accuracy: float, before: dict | No
     """The whole section; a short note when no external report has been written yet."""
     if report is None:
         return [HEADING, "", "Not measured yet: run `make external`.", ""]
-    patients = len({row["volume"] for row in _patients(report)})
+    patients = len({row["volume"] for row in patient_rows(report)})
     return [f"{HEADING} (model {report['model_version']}, `make external`)", "",
             *verdict(report, val_accuracy), *comparison(before, report), *method(), "",
             *markdown_table(report), "",

@@ -116,6 +116,11 @@ def volume_targets(row: dict) -> dict[str, bool | None]:
     }
 
 
+def missed_targets(row: dict) -> list[str]:
+    """The names of the :func:`volume_targets` a row misses (none where nothing could be measured)."""
+    return [name for name, met in volume_targets(row).items() if met is False]
+
+
 def flagged_share(rows: list[dict]) -> float:
     """Share of all brain slices of ``rows`` answered ``in_domain: false`` or ``is_mri: false``."""
     slices = sum(row["brain_slices"] for row in rows)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from neuroscan.classes import CLASSES, NO_TUMOUR
 from training.external_sources import MNI152_FILE, package_file
 from training.external_volumes import (
     is_brain_slice,
@@ -52,3 +53,8 @@ def template_slices() -> list[Image.Image]:
     window = volume_window(data)
     slices = (square(to_uint8(np.ascontiguousarray(s), window)) for s in planes(data))
     return [Image.fromarray(s).convert("RGB") for s in slices if is_brain_slice(s)]
+
+
+def template_samples() -> list[tuple[Image.Image, int]]:
+    """:func:`template_slices`, each labelled no-tumour, as :class:`training.data.MriDataset` takes extras."""
+    return [(image, CLASSES.index(NO_TUMOUR)) for image in template_slices()]

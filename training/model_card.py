@@ -225,7 +225,7 @@ def robust_section(epochs_file: Path) -> list[str]:
     best = min(records, key=lambda r: r["val_loss"]) if records else None
     rows = [(r["epoch"], f"{r['train_loss']:.4f}", _pct(r["train_acc"]), f"{r['val_loss']:.4f}", _pct(r["val_acc"]),
              "**exported**" if r is best else "") for r in records]
-    minutes = (records[-1]["time"] - records[0]["time"]) / 60 * len(records) / max(len(records) - 1, 1) if records else 0
+    minutes = read_log(epochs_file).minutes if records else 0.0
     return [f"## Robust fine-tune ({recipe.name} recipe, model 2.x)", "",
             ("Model 1.1.0 scored 99% on the validation split and failed on real patients' scans from other "
              "collections (\"External validation\" above): the data set's classes come from different collections, "
@@ -368,8 +368,8 @@ def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -
              "`training/reports/external_*.json`, `training/reports/epochs_robust.jsonl`, `training/split.json` "
              "and, for the 1.x training section, `runs/gpu/*.log` (kept from the card when those logs are absent).",
              "",
-             *summary_section(metrics), *in_distribution_targets(metrics["lite0"]), *per_class_section(metrics), *_external(metrics), *data_section(split_path),
-             *training_1x, *robust_section(EPOCHS_ROBUST), *mri_check_section(metrics), *intended_use_section(),
+             *summary_section(metrics), *in_distribution_targets(metrics["lite0"]), *per_class_section(metrics),
+             *_external(metrics), *data_section(split_path), *training_1x, *robust_section(EPOCHS_ROBUST), *mri_check_section(metrics), *intended_use_section(),
              *limits_section(),
              "## Reproduce", "", "```",
              "make eda                      # training/reports/eda.md",

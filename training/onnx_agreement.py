@@ -22,13 +22,9 @@ from PIL import Image
 
 from neuroscan.model import load_trained_model
 from neuroscan.preprocess import pixels, preprocess_batch
-from training.external import DEFAULT_EXTERNAL
+from training.external import DEFAULT_EXTERNAL, volume_sources
 from training.external_metrics import read_reference
-from training.external_sources import (
-    ExternalDataMissing,
-    packaged_volumes,
-    patient_volumes,
-)
+from training.external_sources import ExternalDataMissing
 from training.external_volumes import is_brain_slice
 
 MIN_AGREEMENT = 0.995
@@ -36,8 +32,7 @@ MIN_AGREEMENT = 0.995
 
 def external_batches(external: Path, batch_size: int = 32) -> list[torch.Tensor]:
     """Every external brain slice, preprocessed as served, in batches."""
-    collections = {volume: rows[0]["collection"] for (volume, _), rows in read_reference().items()}
-    volumes = [*patient_volumes(external, collections), *packaged_volumes()]
+    volumes = [volume for volume, _ in volume_sources(external, read_reference())]
     slices = [pixels(Image.fromarray(s)) for volume in volumes for s in volume.slices if is_brain_slice(s)]
     return [preprocess_batch(slices[i:i + batch_size]) for i in range(0, len(slices), batch_size)]
 

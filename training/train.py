@@ -25,18 +25,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.model import create_finetune_model, create_model, load_trained_model
 from neuroscan.weights import ModelMeta, load_weights, save_weights
 from training.augment import MriAugment
 from training.baseline import BaselineCNN
 from training.data import DEFAULT_ROOT, MriDataset
-from training.healthy import template_slices
+from training.healthy import template_samples
 from training.recipes import RECIPES, trainable_parameters
 from training.split import SPLIT_FILE, load_split
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_TUMOUR_INDEX = CLASSES.index(NO_TUMOUR)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -140,7 +138,7 @@ class Trainer:
         train, val = split.samples(self.args.data, "train"), split.samples(self.args.data, "val")
         if self.args.limit:
             train, val = train[:: max(1, len(train) // self.args.limit)], val[:: max(1, len(val) // self.args.limit)]
-        extra = [(image, NO_TUMOUR_INDEX) for image in template_slices()] if self.recipe.healthy_template else []
+        extra = template_samples() if self.recipe.healthy_template else []
         self.train_set = MriDataset(train, MriAugment(), extra)
         self.val_set = MriDataset(val)
         distributed = self.world > 1
