@@ -35,6 +35,7 @@ async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetr
             await ChangeFollower(settings, analyser, results).run(stop)
         finally:
             renewals.cancel()
+            await analyser.prefetcher.aclose()
             await server.aclose()
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from pydicom.errors import InvalidDicomError
 
 from neuroscan.pacs_client import PacsClient
 from neuroscan.study import SliceAnswer, slice_order
-from pacs.inference import TorchServeCalls
+from pacs.inference import SliceReply, TorchServeCalls
 from pacs.pdf import build_pdf, encapsulate_pdf
 from pacs.sr import MANUFACTURER, AnalysedSeries, build_sr
 
@@ -70,13 +71,33 @@ class SeriesSelector:
         return chosen, notes
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class LoadedSlice:
-    """One instance of a series: Orthanc's id, its header, and the file bytes TorchServe gets."""
+    """One instance of a series: Orthanc's id, its header, and the file bytes TorchServe gets, or
+    (classified ahead of time by :mod:`pacs.prefetch`) TorchServe's reply instead of the bytes."""
 
     orthanc_id: str
     header: Dataset
     body: bytes
+    reply: SliceReply | None = None
+
+    @property
+    def is_localiser(self) -> bool:
+        return "LOCALIZER" in [str(v).upper() for v in self.header.get("ImageType", [])]
+
+    @property
+    def is_mr_image(self) -> bool:
+        """Whether this instance is a slice the model is meant for (MR, not a localiser)."""
+        return str(self.header.get("Modality", "")).upper() == "MR" and not self.is_localiser
+
+    def answered_by(self, model_version: str) -> bool:
+        """Whether its reply can stand for ``model_version`` (a refusal is about the file, not the model)."""
+        return self.reply is not None and (self.reply.answer is None
+                                           or str(self.reply.answer.get("model_version")) == model_version)
+
+
+# How the loader asks for a slice prepared ahead of time (None: fetch it now).
+HeadStart = Callable[[str], Awaitable[LoadedSlice | None]]
 
 
 class SliceLoader:
@@ -85,20 +106,25 @@ class SliceLoader:
     def __init__(self, pacs: PacsClient, parallel: int) -> None:
         self.pacs, self._parallel = pacs, asyncio.Semaphore(parallel)
 
-    async def load(self, series: SeriesRef) -> tuple[list[LoadedSlice], list[str]]:
-        loaded = await asyncio.gather(*(self._one(orthanc_id) for orthanc_id in series.instances))
+    async def load(self, series: SeriesRef, head_start: HeadStart | None = None) -> tuple[list[LoadedSlice], list[str]]:
+        loaded = await asyncio.gather(*(self._one(orthanc_id, head_start) for orthanc_id in series.instances))
         slices = [s for s in loaded if isinstance(s, LoadedSlice)]
         notes = [f"{series.name}: instance {s} could not be read as DICOM" for s in loaded if isinstance(s, str)]
-        localisers = [s for s in slices if "LOCALIZER" in [str(v).upper() for v in s.header.get("ImageType", [])]]
+        localisers = sum(s.is_localiser for s in slices)
         if localisers:
-            notes.append(f"{series.name}: {len(localisers)} localiser image(s) left out")
-        slices = [s for s in slices if s not in localisers]
+            notes.append(f"{series.name}: {localisers} localiser image(s) left out")
+        slices = [s for s in slices if not s.is_localiser]
         order = slice_order([_floats(s.header.get("ImagePositionPatient")) for s in slices],
                             _floats(slices[0].header.get("ImageOrientationPatient")) if slices else None,
                             [_int(s.header.get("InstanceNumber")) for s in slices])
         return [slices[i] for i in order], notes
 
-    async def _one(self, orthanc_id: str) -> LoadedSlice | str:
+    async def _one(self, orthanc_id: str, head_start: HeadStart | None) -> LoadedSlice | str:
+        early = await head_start(orthanc_id) if head_start is not None else None
+        return early if early is not None else await self.fetch(orthanc_id)
+
+    async def fetch(self, orthanc_id: str) -> LoadedSlice | str:
+        """The instance's file and header, or its id when the file is not readable DICOM."""
         async with self._parallel:
             body = await self.pacs.instance_file(orthanc_id)
         try:
@@ -116,7 +142,7 @@ class SliceClassifier:
 
     async def classify(self, slices: Sequence[LoadedSlice]) -> tuple[list[SliceAnswer], dict[str, bytes], str | None]:
         """(answers in slice order, heatmap PNG per SOPInstanceUID, the model version that answered)."""
-        replies = await asyncio.gather(*(self._one(s.body) for s in slices))
+        replies = await asyncio.gather(*(self._one(s) for s in slices))
         answers, heatmaps, version = [], {}, None
         for loaded, reply in zip(slices, replies):
             uid = str(loaded.header.SOPInstanceUID)
@@ -131,9 +157,15 @@ class SliceClassifier:
                                        bool(answer.get("in_domain", True))))
         return answers, heatmaps, version
 
-    async def _one(self, body: bytes):
+    async def prepare(self, loaded: LoadedSlice) -> LoadedSlice:
+        """``loaded`` with TorchServe's reply in place of its bytes (a head start holds no files)."""
+        return dataclasses.replace(loaded, body=b"", reply=await self._one(loaded))
+
+    async def _one(self, loaded: LoadedSlice) -> SliceReply:
+        if loaded.reply is not None:
+            return loaded.reply
         async with self._parallel:
-            return await self.server.explain(body)
+            return await self.server.explain(loaded.body)
 
 
 class ReportWriter:

@@ -25,6 +25,7 @@ class WorkerSettings:
     key_check_s: float
     request_timeout_s: float
     max_parallel_slices: int
+    prefetch_slices: int
     results_db: Path
     poll_interval_s: float
     retry_interval_s: float

@@ -1,5 +1,8 @@
 """The PACS worker: follows Orthanc's change feed and analyses every study that becomes stable.
 
+Each instance is classified as it arrives (``NewInstance``, :mod:`pacs.prefetch`); the study's
+verdict and reports wait for ``StableStudy``, when the study is complete.
+
 Restart-safe: the feed position is stored after each change handled, and a series already
 analysed by the served model version is never sent to TorchServe again (a restart mid-study
 re-analyses only the series that had not finished). One bad study is recorded as failed with its
@@ -27,12 +30,15 @@ from neuroscan.study_results import StudyResults
 from pacs.inference import ServerUnavailable, TorchServeCalls
 from pacs.metrics import WorkerMetrics
 from pacs.pipeline import (
+    HeadStart,
+    LoadedSlice,
     ReportWriter,
     SeriesRef,
     SeriesSelector,
     SliceClassifier,
     SliceLoader,
 )
+from pacs.prefetch import SlicePrefetcher
 from pacs.settings import WorkerSettings
 from pacs.sr import AnalysedSeries
 
@@ -47,11 +53,13 @@ class StudyOutcome:
     verdict: str | None = None
 
 
-class StepTimer:
-    """Seconds spent per pipeline step, summed over a study's series (the bench prints them)."""
+class StudyTally:
+    """Seconds per pipeline step and slices answered ahead (:mod:`pacs.prefetch`), summed over a
+    study's series: the log line the bench reads its parts from."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.answered_ahead = 0
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -72,6 +80,7 @@ class StudyAnalyser:
         self.loader = SliceLoader(pacs, settings.max_parallel_slices)
         self.classifier = SliceClassifier(server, settings.max_parallel_slices)
         self.writer = ReportWriter(pacs)
+        self.prefetcher = SlicePrefetcher(self.loader, self.classifier, settings.prefetch_slices)
 
     async def analyse(self, study_id: str) -> StudyOutcome:
         study = await self.pacs.study(study_id)
@@ -81,7 +90,7 @@ class StudyAnalyser:
         done_before = self.results.study(study_uid, version)
         if done_before is not None and done_before.status == "done" and all(self._stored(r, version) for r in chosen):
             return StudyOutcome("unchanged", done_before.verdict)  # e.g. stable again after our own STOW
-        analysed, fresh, timer = [], [], StepTimer()
+        analysed, fresh, timer = [], [], StudyTally()
         for ref in chosen:
             series, series_notes, is_new = await self._series(study_uid, ref, version, timer)
             notes += series_notes
@@ -99,7 +108,8 @@ class StudyAnalyser:
         self.results.save_study(study_uid, version, study_id, "done", verdict, notes, report_uids)
         self.metrics.study(verdict)
         log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
-                 extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed)})
+                 extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed),
+                        "answered_ahead": timer.answered_ahead})
         return StudyOutcome("done", verdict)
 
     def _stored(self, ref: SeriesRef, version: str) -> bool:
@@ -110,10 +120,10 @@ class StudyAnalyser:
                 and sorted(row["orthanc_id"] for row in stored.slices) == sorted(ref.instances))
 
     async def _series(self, study_uid: str, ref: SeriesRef, version: str,
-                      timer: StepTimer) -> tuple[AnalysedSeries | None, list[str], bool]:
+                      timer: StudyTally) -> tuple[AnalysedSeries | None, list[str], bool]:
         """One series: analysed now, or (already done by this version) its stored answers reused."""
         with timer.step("fetch"):
-            slices, notes = await self.loader.load(ref)
+            slices, notes = await self.loader.load(ref, self._head_start(version))
         if not slices:
             return None, notes + [f"{ref.name}: no image to analyse"], False
         headers = [s.header for s in slices]
@@ -122,6 +132,7 @@ class StudyAnalyser:
             answers = [SliceAnswer.from_dict(row) for row in stored.slices]
             return AnalysedSeries(SeriesVerdict.from_dict(stored.summary), headers, answers), notes, False
         self.results.start_series(study_uid, ref.series_uid, version)
+        timer.answered_ahead += sum(s.reply is not None for s in slices)
         with timer.step("inference"):
             answers, heatmaps, _ = await self.classifier.classify(slices)
         verdict = aggregate_series(ref.series_uid, answers, self.settings.rule)
@@ -132,6 +143,14 @@ class StudyAnalyser:
                                    rows, heatmaps)
         self.metrics.series(verdict.verdict, answers)
         return AnalysedSeries(verdict, headers, answers), notes + failed, True
+
+
+    def _head_start(self, version: str) -> HeadStart:
+        """The prefetched slices that ``version`` answered (a model swapped meanwhile means fetch anew)."""
+        async def take(orthanc_id: str) -> LoadedSlice | None:
+            early = await self.prefetcher.take(orthanc_id)
+            return early if early is not None and early.answered_by(version) else None
+        return take
 
 
 def _same_slices(rows: list[dict], headers: list) -> bool:
@@ -161,7 +180,9 @@ class ChangeFollower:
         """Handle the next page of changes; True when the feed had nothing new."""
         page = await self.analyser.pacs.changes(self.results.last_change())
         for change in page.get("Changes", []):
-            if change.get("ChangeType") == "StableStudy":
+            if change.get("ChangeType") == "NewInstance":
+                self.analyser.prefetcher.arrived(change["ID"])
+            elif change.get("ChangeType") == "StableStudy":
                 await self._study(change["ID"])
             self.results.set_last_change(int(change["Seq"]))
         if not page.get("Changes"):

@@ -8,6 +8,7 @@ and one MR instance whose pixel data is cut short.
 import io
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -21,6 +22,7 @@ import pytest
 from pypdf import PdfReader
 
 from neuroscan.study_results import StudyResults
+from pacs.orthanc import runtime_config
 from tests.dicom_series import mr_series, study_attributes, to_bytes
 from tests.orthanc_fixture import start_orthanc, start_worker, stop_orthanc, wait_until
 from tests.torchserve_fixture import (
@@ -123,6 +125,16 @@ def test_study_is_analysed_by_itself_with_a_verdict_per_series(sent_study):
     assert heatmap is not None and heatmap.startswith(b"\x89PNG")
 
 
+def test_slices_are_classified_as_they_arrive(sent_study):
+    """Each MR instance (the corrupt one too: its refusal is its answer) was classified from its
+    NewInstance change, before the study was stable: the analysis sent none of them again."""
+    uid = sent_study["study"].StudyInstanceUID
+    lines = [json.loads(line) for line in sent_study["worker"].log.read_text().splitlines() if line.startswith("{")]
+    (analysed,) = [r for r in lines if r.get("message", "").startswith(f"study {uid} analysed")]
+    assert analysed["slices"] == GLIOMA_SLICES + 1 + 4
+    assert analysed["answered_ahead"] == analysed["slices"]
+
+
 def test_sr_in_the_study_has_the_verdict_and_references_the_slices(sent_study, orthanc, tmp_path):
     study_uid = sent_study["study"].StudyInstanceUID
     (sr,) = dicomweb_instances(orthanc, study_uid, "SR")
@@ -202,6 +214,47 @@ def test_orthanc_credentials_are_generated_and_required(orthanc):
     assert orthanc.credentials_file.stat().st_mode & 0o077 == 0
     assert httpx.get(f"{orthanc.url}/system", timeout=10).status_code == 401
     assert httpx.get(f"{orthanc.url}/dicom-web/studies", auth=("neuroscan", "orthanc"), timeout=10).status_code == 401
+
+
+def test_c_store_from_another_host_is_refused(orthanc, tmp_path, val_images):
+    """Orthanc 1.10 listens on every interface; its Lua filter keeps out every sender that is not in
+    NeuroScanDicomSenders (127.0.0.1 by default). The sender here is this machine on its network
+    address, which Orthanc sees as another host."""
+    address = outward_address()
+    study = study_attributes(accession="ACC-REMOTE")
+    files = write(mr_series(study, val_images["glioma"][:2], 1, "AX T1"), tmp_path / "remote")
+    subprocess.run(["storescu", "-aec", "NEUROSCAN", address, str(orthanc.dicom_port), *map(str, files)],
+                   check=True, capture_output=True, timeout=60)
+    assert lookup(orthanc, study.StudyInstanceUID) == []
+    assert f"refused a C-STORE from {address} (calling AE STORESCU)" in (orthanc.home / "orthanc.log").read_text()
+    orthanc.store(files)  # the same files from 127.0.0.1 are taken
+    assert lookup(orthanc, study.StudyInstanceUID) == ["Study"]
+
+
+def test_sender_filter_takes_only_addresses_and_star_turns_it_off(tmp_path):
+    config = json.loads(runtime_config(tmp_path / "a", senders=["10.1.2.3", " ::1"]).read_text())
+    assert "NeuroScanDicomSenders" not in config  # Orthanc never sees our key
+    (script,) = config["LuaScripts"]
+    assert Path(script).read_text().startswith('NEUROSCAN_DICOM_SENDERS = { ["10.1.2.3"] = true, ["::1"] = true }')
+    assert "LuaScripts" not in json.loads(runtime_config(tmp_path / "b", senders=["*"]).read_text())
+    with pytest.raises(ValueError):
+        runtime_config(tmp_path / "c", senders=['1.2.3.4"] = true } os.execute("id") --'])
+
+
+def lookup(orthanc, uid: str) -> list[str]:
+    """What Orthanc holds under a DICOM UID (``["Study"]``, or nothing)."""
+    found = httpx.post(f"{orthanc.url}/tools/lookup", content=str(uid), auth=orthanc.auth, timeout=30)
+    return [item["Type"] for item in found.json()]
+
+
+def outward_address() -> str:
+    """This machine's address on its network (not loopback). Connecting a UDP socket sends nothing:
+    it only asks the kernel which interface and source address a packet out would use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = probe.getsockname()[0]
+    assert not address.startswith("127."), "this machine has no network address to send from"
+    return address
 
 
 def _walk(dataset: pydicom.Dataset):
