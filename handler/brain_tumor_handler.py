@@ -135,7 +135,7 @@ class BrainTumorHandler(BaseHandler):
             item.result = self._result(item, probabilities[row], bool(outliers[row]), bool(outside[row]))
             if item.explain:
                 cam = class_activation(feature_map[row], self.head_weight, CLASSES.index(item.result["label"]))
-                item.result["heatmap_png"] = heatmap_png(cam, self.spec.input_size)
+                item.result["heatmap_png"] = heatmap_png(cam)
 
     def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool, outside: bool) -> dict:
         top = int(probabilities.argmax())

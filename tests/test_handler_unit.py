@@ -16,6 +16,7 @@ from ts.context import Context
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.brain_tumor_handler import BrainTumorHandler
+from handler.explain import HEATMAP_PIXELS
 from neuroscan.classes import CLASSES
 from neuroscan.imaging import decode_image
 from tests.images import encode, mr_dicom, noise_image, synthetic_slice
@@ -269,7 +270,7 @@ def test_explanation_returns_a_heatmap_png(handler, val_images):
     body = val_images["meningioma"][0].read_bytes()
     answers, _ = run(handler, [{"body": body}, {"body": body}], headers=[{"explain": "True"}, {}])
     heatmap = Image.open(io.BytesIO(base64.b64decode(answers[0]["heatmap_png"])))
-    assert heatmap.size == (224, 224) and heatmap.mode == "RGBA"
+    assert heatmap.size == (HEATMAP_PIXELS, HEATMAP_PIXELS) and heatmap.mode == "RGBA"
     assert heatmap.getextrema()[3][1] > 200  # some region is strongly highlighted
     assert "heatmap_png" not in answers[1]
 
