@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from dashboard.settings import Settings
-from neuroscan.pacs_client import PacsClient, PacsError, PacsSettings
+from neuroscan.pacs_client import PacsClient, PacsError, PacsSettings, open_pacs
 
 log = logging.getLogger(__name__)
 STUDY_DETAILS = ("StudyDate", "StudyDescription", "AccessionNumber")
@@ -27,7 +27,8 @@ class Pacs:
     """Search, show and store studies through the PACS named in the settings."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = PacsSettings(settings.pacs_url, settings.pacs_credentials_file, settings.pacs_timeout_s)
+        self.settings = PacsSettings(settings.pacs_url, settings.pacs_credentials_file, settings.pacs_timeout_s,
+                                     settings.pacs_kind)
         self.limit = settings.worklist_limit
         self._client: PacsClient | None = None
 
@@ -43,7 +44,7 @@ class Pacs:
                                                                     None if dates == "-" else dates))
 
     async def study_details(self, orthanc_id: str) -> dict[str, str]:
-        """A study's date, description and accession (Orthanc keeps the patient's attributes apart)."""
+        """A study's date, description and accession (never the patient's attributes)."""
         tags = (await self._call("study", lambda c: c.study(orthanc_id))).get("MainDicomTags", {})
         return {key: str(tags[key]) for key in STUDY_DETAILS if tags.get(key)}
 
@@ -63,7 +64,7 @@ class Pacs:
     async def _call(self, what: str, call: Callable[[PacsClient], Awaitable[Any]]) -> Any:
         try:
             if self._client is None:
-                self._client = PacsClient(self.settings)
+                self._client = open_pacs(self.settings)
             return await call(self._client)
         except (PacsError, OSError, ValueError, KeyError) as exc:  # OSError etc.: no or bad credentials file
             log.warning("PACS %s failed: %s", what, exc)

@@ -49,6 +49,7 @@ class Settings:
     sign_in_client_lock_after: int
     sign_in_lock_minutes: float
     sign_in_window_minutes: float
+    pacs_kind: str
     pacs_url: str
     pacs_credentials_file: Path
     pacs_timeout_s: float

@@ -5,13 +5,13 @@ import contextlib
 import logging
 import signal
 
-from neuroscan.pacs_client import PacsClient
+from neuroscan.pacs_client import open_pacs
 from neuroscan.study_results import StudyResults
 from neuroscan.telemetry import configure_json_logging, init_sentry
 from pacs.inference import TorchServeCalls
 from pacs.metrics import WorkerMetrics
 from pacs.settings import WorkerSettings, load_settings
-from pacs.worker import ChangeFollower, StudyAnalyser
+from pacs.worker import ChangeFollower, StudyAnalyser, StudyPoller
 
 log = logging.getLogger("pacs")
 
@@ -29,10 +29,11 @@ async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetr
     server = TorchServeCalls(settings.inference_url, settings.management_url, settings.key_file,
                              settings.model_name, settings.request_timeout_s, settings.key_renew_margin_s)
     renewals = asyncio.create_task(server.keys.keep_fresh(settings.key_check_s))
-    async with PacsClient(settings.pacs) as pacs:
+    async with open_pacs(settings.pacs) as pacs:
         analyser = StudyAnalyser(settings, pacs, server, results, metrics)
+        feed = ChangeFollower if pacs.has_change_feed else StudyPoller
         try:
-            await ChangeFollower(settings, analyser, results).run(stop)
+            await feed(settings, analyser, results).run(stop)
         finally:
             renewals.cancel()
             await analyser.prefetcher.aclose()
@@ -51,7 +52,7 @@ async def _main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("following %s (results in %s)", settings.orthanc_url, settings.results_db)
+    log.info("following the %s PACS at %s (results in %s)", settings.pacs_kind, settings.pacs_url, settings.results_db)
     await run(settings, stop, metrics)
 
 

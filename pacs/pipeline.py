@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SeriesRef:
-    """A series as Orthanc lists it: ids and the header fields the selection needs."""
+    """A series as the PACS lists it: ids and the header fields the selection needs.
+
+    ``orthanc_id`` and ``instances`` are the PACS's own ids: Orthanc's, or on a DICOMweb PACS the
+    UID paths :class:`neuroscan.pacs_client.DicomwebClient` reads them by."""
 
     orthanc_id: str
     series_uid: str
@@ -188,7 +191,9 @@ class ReportWriter:
 
     async def _remove_earlier(self, study_id: str, descriptions: set[str], keep: set[str]) -> None:
         """Delete this model version's earlier reports, after the new ones are in (a viewer never
-        finds the study without a result)."""
+        finds the study without a result). A DICOMweb PACS cannot delete: there they stay, older."""
+        if not self.pacs.can_delete:
+            return
         for series in await self.pacs.study_series(study_id):
             ref = SeriesRef.from_orthanc(series)
             if ref.manufacturer == MANUFACTURER and ref.description in descriptions and ref.series_uid not in keep:

@@ -15,7 +15,8 @@ ENV_PREFIX = "NEUROSCAN_PACS_"
 class WorkerSettings:
     """Everything the worker reads from configuration; config/pacs.toml says what each means."""
 
-    orthanc_url: str
+    pacs_kind: str
+    pacs_url: str
     credentials_file: Path
     inference_url: str
     management_url: str
@@ -28,6 +29,10 @@ class WorkerSettings:
     prefetch_slices: int
     results_db: Path
     poll_interval_s: float
+    dicomweb_poll_s: float
+    stable_age_s: float
+    lookback_days: int
+    poll_limit: int
     retry_interval_s: float
     metrics_port: int
     threshold: float
@@ -36,7 +41,7 @@ class WorkerSettings:
 
     @property
     def pacs(self) -> PacsSettings:
-        return PacsSettings(self.orthanc_url, self.credentials_file, self.request_timeout_s)
+        return PacsSettings(self.pacs_url, self.credentials_file, self.request_timeout_s, self.pacs_kind)
 
     @property
     def rule(self) -> AggregationRule:

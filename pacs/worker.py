@@ -1,4 +1,7 @@
-"""The PACS worker: follows Orthanc's change feed and analyses every study that becomes stable.
+"""The PACS worker: follows the PACS and analyses every study that becomes stable.
+
+Orthanc (the embedded default) is followed through its change feed (:class:`ChangeFollower`); any
+other PACS through DICOMweb alone, by polling QIDO-RS (:class:`StudyPoller`).
 
 Each instance is classified as it arrives (``NewInstance``, :mod:`pacs.prefetch`); the study's
 verdict and reports wait for ``StableStudy``, when the study is complete.
@@ -18,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 
 from neuroscan.pacs_client import PacsClient, PacsError
 from neuroscan.study import (
@@ -158,8 +162,11 @@ def _same_slices(rows: list[dict], headers: list) -> bool:
     return [row["instance_uid"] for row in rows] == [str(h.SOPInstanceUID) for h in headers]
 
 
-class ChangeFollower:
-    """Reads Orthanc's ``/changes`` from the stored position and analyses each StableStudy."""
+class Feed:
+    """How the worker learns of studies; subclasses say what one step of following the PACS is.
+
+    An unreachable PACS or TorchServe stops the feed where it is and is retried, so no study is
+    skipped while a server is down."""
 
     def __init__(self, settings: WorkerSettings, analyser: StudyAnalyser, results: StudyResults) -> None:
         self.settings, self.analyser, self.results = settings, analyser, results
@@ -174,20 +181,16 @@ class ChangeFollower:
                 idle = True
                 await _sleep(stop, self.settings.retry_interval_s)
             if idle:
-                await _sleep(stop, self.settings.poll_interval_s)
+                await _sleep(stop, self.poll_s)
+
+    @property
+    def poll_s(self) -> float:
+        """Seconds between looks at the PACS when nothing was new."""
+        return self.settings.poll_interval_s
 
     async def step(self) -> bool:
-        """Handle the next page of changes; True when the feed had nothing new."""
-        page = await self.analyser.pacs.changes(self.results.last_change())
-        for change in page.get("Changes", []):
-            if change.get("ChangeType") == "NewInstance":
-                self.analyser.prefetcher.arrived(change["ID"])
-            elif change.get("ChangeType") == "StableStudy":
-                await self._study(change["ID"])
-            self.results.set_last_change(int(change["Seq"]))
-        if not page.get("Changes"):
-            self.results.set_last_change(max(self.results.last_change(), int(page.get("Last", 0))))
-        return bool(page.get("Done", True))
+        """Handle what is new; True when there was nothing (the feed then sleeps ``poll_s``)."""
+        raise NotImplementedError
 
     async def _study(self, study_id: str) -> None:
         started = time.perf_counter()
@@ -209,6 +212,60 @@ class ChangeFollower:
             return (await self.analyser.pacs.study(study_id))["MainDicomTags"]["StudyInstanceUID"]
         except (PacsError, KeyError):
             return study_id
+
+
+class ChangeFollower(Feed):
+    """Orthanc: reads ``/changes`` from the stored position; classifies each new instance ahead
+    (:mod:`pacs.prefetch`) and analyses each StableStudy."""
+
+    async def step(self) -> bool:
+        page = await self.analyser.pacs.changes(self.results.last_change())
+        for change in page.get("Changes", []):
+            if change.get("ChangeType") == "NewInstance":
+                self.analyser.prefetcher.arrived(change["ID"])
+            elif change.get("ChangeType") == "StableStudy":
+                await self._study(change["ID"])
+            self.results.set_last_change(int(change["Seq"]))
+        if not page.get("Changes"):
+            self.results.set_last_change(max(self.results.last_change(), int(page.get("Last", 0))))
+        return bool(page.get("Done", True))
+
+
+class StudyPoller(Feed):
+    """A PACS with DICOMweb alone, which has no change feed: QIDO-RS lists the studies dated within
+    ``lookback_days``, and a study is analysed once its instance count has stayed the same for
+    ``stable_age_s`` (what Orthanc's StableStudy means).
+
+    Nothing needs storing to be restart-safe: after a restart every listed study is looked at
+    again, and one whose series are all analysed with the same instances is "unchanged" without a
+    file fetched (our own SR and PDF change the count once more, which ends the same way)."""
+
+    def __init__(self, settings: WorkerSettings, analyser: StudyAnalyser, results: StudyResults) -> None:
+        super().__init__(settings, analyser, results)
+        self._counts: dict[str, tuple[int, float]] = {}  # study UID -> (instances, since when)
+        self._analysed: dict[str, int] = {}  # study UID -> instances when last analysed
+
+    @property
+    def poll_s(self) -> float:
+        return self.settings.dicomweb_poll_s
+
+    async def step(self) -> bool:
+        since = date.today() - timedelta(days=self.settings.lookback_days)
+        listed = await self.analyser.pacs.search_studies(self.settings.poll_limit, study_date=f"{since:%Y%m%d}-")
+        if len(listed) >= self.settings.poll_limit:
+            log.warning("the PACS listed %d studies, the poll limit: older ones in the window may be missed",
+                        len(listed))
+        now, counts = time.monotonic(), {}
+        for study in listed:
+            uid, count = study["StudyInstanceUID"], int(study.get("NumberOfStudyRelatedInstances") or 0)
+            seen_count, since_when = self._counts.get(uid, (None, now))
+            counts[uid] = (count, since_when if seen_count == count else now)
+        self._counts = counts  # studies no longer listed are forgotten
+        for uid, (count, since_when) in counts.items():
+            if now - since_when >= self.settings.stable_age_s and self._analysed.get(uid) != count:
+                await self._study(uid)
+                self._analysed[uid] = count
+        return True
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -112,7 +112,7 @@ def start_worker(home: Path, orthanc: Orthanc, torchserve, results_db: Path | No
     home.mkdir(parents=True, exist_ok=True)
     results_db = results_db or home / "results.sqlite3"
     env = {**os.environ, "PYTHONPATH": str(REPO),
-           "NEUROSCAN_PACS_ORTHANC_URL": orthanc.url, "NEUROSCAN_PACS_CREDENTIALS_FILE": str(orthanc.credentials_file),
+           "NEUROSCAN_PACS_PACS_URL": orthanc.url, "NEUROSCAN_PACS_CREDENTIALS_FILE": str(orthanc.credentials_file),
            "NEUROSCAN_PACS_INFERENCE_URL": torchserve.inference_url,
            "NEUROSCAN_PACS_MANAGEMENT_URL": torchserve.management_url,
            "NEUROSCAN_PACS_KEY_FILE": str(torchserve.key_file), "NEUROSCAN_PACS_RESULTS_DB": str(results_db),

@@ -300,13 +300,27 @@ def _row_status(user: User, made) -> str:
     return next(child.text for child in rows[0].descendants() if "verdict-badge" in child._markers)
 
 
+@pytest.fixture(params=["orthanc", "dicomweb"])
+def pacs_kind(request, pacs_connected, orthanc, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The dashboard on Orthanc as the embedded PACS, or on its DICOMweb root alone as any other PACS
+    would be configured; returns the worker's settings for the same (request it before ``user``)."""
+    if request.param == "orthanc":
+        return {}
+    monkeypatch.setenv("NEUROSCAN_PACS_KIND", "dicomweb")
+    monkeypatch.setenv("NEUROSCAN_PACS_URL", f"{orthanc.url}/dicom-web")
+    return {"pacs_kind": "dicomweb", "pacs_url": f"{orthanc.url}/dicom-web", "stable_age_s": "1",
+            "dicomweb_poll_s": "0.5"}
+
+
 @pytest.mark.asyncio
-async def test_the_real_worker_s_results_show_on_the_study_page(pacs_connected, orthanc, torchserve, tmp_path,
-                                                                user: User) -> None:
-    """The whole path: Orthanc, the PACS worker and TorchServe write what the dashboard then shows."""
+async def test_the_real_worker_s_results_show_on_the_study_page(pacs_connected, pacs_kind, orthanc, torchserve,
+                                                                tmp_path, user: User) -> None:
+    """The whole path: the PACS, the PACS worker and TorchServe write what the dashboard then shows;
+    the slices come from the PACS by Orthanc's REST API or, for the DICOMweb kind, by WADO-RS."""
     made = mr_study(4, label="glioma", accession=f"WRK{time.monotonic_ns() % 10**8}")
     store_in_orthanc(orthanc, made)
-    worker = start_worker(tmp_path / "worker", orthanc, torchserve, results_db=pacs_connected.study_results)
+    worker = start_worker(tmp_path / "worker", orthanc, torchserve, results_db=pacs_connected.study_results,
+                          **pacs_kind)
     results = services().study_results
     try:
         await eventually(lambda: getattr(results.study(made.study_uid), "status", None) == "done", timeout=180)

@@ -208,6 +208,32 @@ def test_study_without_mr_is_reported_and_the_next_study_still_analysed(orthanc,
     assert dicomweb_instances(orthanc, ct_only.StudyInstanceUID, "SR") == []
 
 
+def test_a_pacs_with_dicomweb_alone_is_polled_and_gets_its_reports(orthanc, torchserve, tmp_path, val_images):
+    """pacs_kind = "dicomweb": the worker's PACS URL is Orthanc's DICOMweb root, so any call to
+    Orthanc's own REST API (the change feed, /instances) would miss. The study is found by QIDO-RS
+    polling, read by WADO-RS and gets its SR by STOW-RS; the SR and PDF it adds make the study
+    change once more, which must not bring a second pair of reports."""
+    study = study_attributes(accession="ACC-DICOMWEB")
+    series = mr_series(study, val_images["glioma"][:GLIOMA_SLICES], 1, "AX T1 POST")
+    worker = start_worker(tmp_path / "w", orthanc, torchserve, pacs_kind="dicomweb",
+                          pacs_url=f"{orthanc.url}/dicom-web", stable_age_s="1", dicomweb_poll_s="0.5")
+    try:
+        orthanc.store(write(series, tmp_path / "study"))
+        result = wait_until(lambda: study_done(worker.results_db, study.StudyInstanceUID), timeout=120)
+        time.sleep(3)  # past another StableAge and several polls with the reports in the study
+    finally:
+        worker.stop()
+    assert result.status == "done" and result.verdict == "glioma"
+    assert len(dicomweb_instances(orthanc, study.StudyInstanceUID, "SR")) == 1
+    assert {str(ds.SOPInstanceUID) for ds in series} <= _sr_references(orthanc, study.StudyInstanceUID)
+    assert len(dicomweb_instances(orthanc, study.StudyInstanceUID, "DOC")) == 1
+    with sqlite3.connect(worker.results_db) as db:
+        attempts = db.execute("SELECT attempts FROM series_results WHERE series_uid = ?",
+                              (str(series[0].SeriesInstanceUID),)).fetchall()
+    assert attempts == [(1,)]
+    assert "waiting for the PACS" not in worker.log.read_text()  # no call missed (no Orthanc REST path)
+
+
 def test_orthanc_credentials_are_generated_and_required(orthanc):
     account = json.loads(orthanc.credentials_file.read_text())
     assert set(account) == {"username", "password"} and len(account["password"]) >= 24
