@@ -98,6 +98,11 @@ class PacsClient:
     async def delete_series(self, orthanc_id: str) -> None:
         await self._request("DELETE", f"/series/{orthanc_id}")
 
+    async def lookup_study(self, study_uid: str) -> str | None:
+        """Orthanc's id of the study with this StudyInstanceUID, if it holds one."""
+        found = await self._json("POST", "/tools/lookup", content=study_uid)
+        return next((item["ID"] for item in found or [] if item.get("Type") == "Study"), None)
+
     # ---- DICOMweb ----------------------------------------------------------------------------
     async def search_studies(self, limit: int = 500, include_patient_name: bool = False,
                              study_date: str | None = None) -> list[dict[str, Any]]:

@@ -86,11 +86,15 @@ class StudyAnalyser:
         self.writer = ReportWriter(pacs)
         self.prefetcher = SlicePrefetcher(self.loader, self.classifier, settings.prefetch_slices)
 
-    async def analyse(self, study_id: str) -> StudyOutcome:
+    async def analyse(self, study_id: str, only_if_complete: bool = False) -> StudyOutcome:
+        """Analyse the study; with ``only_if_complete``, only if every MR series in it holds as many
+        instances as its headers declare (else "waiting": its StableStudy will come)."""
         study = await self.pacs.study(study_id)
         study_uid = study["MainDicomTags"]["StudyInstanceUID"]
         version = await self.server.served_version()
         chosen, notes = self.selector.select(await self.pacs.study_series(study_id))
+        if only_if_complete and not (chosen and all(self._complete(r) for r in chosen)):
+            return StudyOutcome("waiting")
         done_before = self.results.study(study_uid, version)
         if done_before is not None and done_before.status == "done" and all(self._stored(r, version) for r in chosen):
             return StudyOutcome("unchanged", done_before.verdict)  # e.g. stable again after our own STOW
@@ -113,8 +117,11 @@ class StudyAnalyser:
         self.metrics.study(verdict)
         log.info("study %s analysed: %s (%d series, %d new)", study_uid, verdict, len(analysed), len(fresh),
                  extra={"timings": timer.seconds, "slices": sum(s.verdict.slices for s in analysed),
-                        "answered_ahead": timer.answered_ahead})
+                        "answered_ahead": timer.answered_ahead, "before_stable": only_if_complete})
         return StudyOutcome("done", verdict)
+
+    def _complete(self, ref: SeriesRef) -> bool:
+        return self.prefetcher.declared_size(ref.series_uid) == len(ref.instances)
 
     def _stored(self, ref: SeriesRef, version: str) -> bool:
         """Whether ``ref`` was analysed by ``version`` with exactly the instances Orthanc lists now: then
@@ -192,10 +199,10 @@ class Feed:
         """Handle what is new; True when there was nothing (the feed then sleeps ``poll_s``)."""
         raise NotImplementedError
 
-    async def _study(self, study_id: str) -> None:
+    async def _study(self, study_id: str, only_if_complete: bool = False) -> None:
         started = time.perf_counter()
         try:
-            outcome = await self.analyser.analyse(study_id)
+            outcome = await self.analyser.analyse(study_id, only_if_complete)
         except (PacsError, ServerUnavailable):
             raise  # not the study's fault: the feed stays here and is retried
         except Exception as exc:  # a study nobody foresaw must not stop the others
@@ -204,7 +211,8 @@ class Feed:
             self.analyser.results.save_study(await self._uid(study_id), "unknown", study_id, "failed", None,
                                              [f"analysis failed: {type(exc).__name__}: {exc}"[:500]])
             return
-        self.analyser.metrics.study_seconds(time.perf_counter() - started)
+        if outcome.status != "waiting":
+            self.analyser.metrics.study_seconds(time.perf_counter() - started)
         log.info("study %s: %s %s", study_id, outcome.status, outcome.verdict or "")
 
     async def _uid(self, study_id: str) -> str:
@@ -216,9 +224,14 @@ class Feed:
 
 class ChangeFollower(Feed):
     """Orthanc: reads ``/changes`` from the stored position; classifies each new instance ahead
-    (:mod:`pacs.prefetch`) and analyses each StableStudy."""
+    (:mod:`pacs.prefetch`) and analyses each StableStudy, or earlier a study whose MR series are
+    all complete by their declared size."""
 
     async def step(self) -> bool:
+        for study_uid in self.analyser.prefetcher.complete_studies():
+            study_id = await self.analyser.pacs.lookup_study(study_uid)
+            if study_id is not None:
+                await self._study(study_id, only_if_complete=True)
         page = await self.analyser.pacs.changes(self.results.last_change())
         for change in page.get("Changes", []):
             if change.get("ChangeType") == "NewInstance":

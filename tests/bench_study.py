@@ -8,7 +8,8 @@ to the results store saying "done" (the SR and PDF are in the study by then). Th
 the worker's log line, after Orthanc's StableAge (config/orthanc.json), the quiet time after which
 it calls a study complete: fetch (with the wait for the slices classified as they arrived, during
 that quiet time), inference (what was left) and write-back (SR, PDF, STOW-RS); answered_ahead says
-how many slices were classified before the study was stable.
+how many slices were classified as they arrived, before_stable whether the study was analysed as
+soon as its series were complete by their headers (ImagesInAcquisition), not at StableStudy.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def run_once(orthanc: Orthanc, worker, home: Path, slices: int, index: int) -> d
     record = analysed_record(worker.log, study_uid)
     return {"slices": slices, "total_s": round(done - started, 2), "c_store_s": round(stored - started, 2),
             **{f"{k}_s": v for k, v in record.get("timings", {}).items()},
-            "answered_ahead": record.get("answered_ahead")}
+            "answered_ahead": record.get("answered_ahead"), "before_stable": record.get("before_stable")}
 
 
 def main() -> None:

@@ -32,10 +32,12 @@ def study_attributes(accession: str = "ACC0001", description: str = "MR BRAIN W/
 def mr_series(study: Dataset, images: Sequence[Path | np.ndarray], series_number: int = 1,
               description: str = "AX T1 POST", spacing: float = 5.0, modality: str = "MR",
               instance_numbers: Sequence[int] | None = None) -> list[Dataset]:
-    """One series of ``images`` (files or uint8 arrays), slice k at z = k * spacing (inferior first)."""
+    """One series of ``images`` (files or uint8 arrays), slice k at z = k * spacing (inferior first);
+    each says, as scanners write, how many images the acquisition has (ImagesInAcquisition)."""
     series_uid = generate_uid()
     numbers = list(instance_numbers) if instance_numbers is not None else list(range(1, len(images) + 1))
-    return [_instance(study, series_uid, series_number, description, modality, _grey(image), k * spacing, numbers[k])
+    return [_instance(study, series_uid, series_number, description, modality, _grey(image), k * spacing, numbers[k],
+                      len(images))
             for k, image in enumerate(images)]
 
 
@@ -44,7 +46,7 @@ def _grey(image: Path | np.ndarray) -> np.ndarray:
 
 
 def _instance(study: Dataset, series_uid: str, series_number: int, description: str, modality: str,
-              pixels: np.ndarray, z: float, number: int) -> Dataset:
+              pixels: np.ndarray, z: float, number: int, images_in_acquisition: int) -> Dataset:
     ds = Dataset()
     ds.update(study)
     sop_class = MR_IMAGE if modality == "MR" else CT_IMAGE
@@ -53,6 +55,7 @@ def _instance(study: Dataset, series_uid: str, series_number: int, description: 
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = modality, series_uid, series_number
     ds.SeriesDescription, ds.BodyPartExamined = description, "BRAIN" if modality == "MR" else "CHEST"
     ds.InstanceNumber, ds.PositionReferenceIndicator, ds.PatientPosition = number, "", "HFS"
+    ds.ImagesInAcquisition = images_in_acquisition
     ds.Manufacturer = "NeuroScan test series"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER" if modality == "MR" else "AXIAL"]
     ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]

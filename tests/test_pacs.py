@@ -135,6 +135,31 @@ def test_slices_are_classified_as_they_arrive(sent_study):
     assert analysed["answered_ahead"] == analysed["slices"]
 
 
+def test_a_study_complete_by_its_headers_is_analysed_before_it_is_stable(orthanc, torchserve, tmp_path, val_images):
+    """Every instance says how many the acquisition has (ImagesInAcquisition): once all of them are
+    in and answered, the study is analysed without waiting out Orthanc's StableAge. A series with
+    one instance missing waits for StableStudy."""
+    complete, short = study_attributes(accession="ACC-COMPLETE"), study_attributes(accession="ACC-SHORT")
+    whole = mr_series(complete, val_images["glioma"][:3], 1, "AX T1") + mr_series(complete, val_images["glioma"][3:6], 2,
+                                                                                   "AX T2")
+    missing_one = mr_series(short, val_images["glioma"][:4], 1, "AX T1")[:3]  # declares 4
+    worker = start_worker(tmp_path / "w", orthanc, torchserve)
+    try:
+        orthanc.store(write(whole, tmp_path / "whole") + write(missing_one, tmp_path / "short"))
+        for uid in (complete.StudyInstanceUID, short.StudyInstanceUID):
+            wait_until(lambda uid=uid: study_done(worker.results_db, uid), timeout=120)
+    finally:
+        worker.stop()
+    records = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+
+    def analysed(uid: str) -> dict:
+        (record,) = [r for r in records if r.get("message", "").startswith(f"study {uid} analysed")]
+        return record
+    assert analysed(complete.StudyInstanceUID)["before_stable"] is True
+    assert analysed(short.StudyInstanceUID)["before_stable"] is False
+    assert StudyResults(worker.results_db).study(complete.StudyInstanceUID).verdict == "glioma"
+
+
 def test_sr_in_the_study_has_the_verdict_and_references_the_slices(sent_study, orthanc, tmp_path):
     study_uid = sent_study["study"].StudyInstanceUID
     (sr,) = dicomweb_instances(orthanc, study_uid, "SR")

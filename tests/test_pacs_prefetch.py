@@ -15,21 +15,24 @@ from pacs.pipeline import LoadedSlice
 from pacs.prefetch import SlicePrefetcher
 
 
-def header(modality: str = "MR") -> Dataset:
+def header(modality: str = "MR", declared: int | None = None) -> Dataset:
     ds = Dataset()
     ds.Modality, ds.ImageType = modality, ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3", "1.2.3.4"
+    if declared is not None:
+        ds.ImagesInAcquisition = declared
     return ds
 
 
 class Loader:
-    def __init__(self, modality: str = "MR", fail: bool = False) -> None:
-        self.modality, self.fail, self.fetched = modality, fail, []
+    def __init__(self, modality: str = "MR", fail: bool = False, declared: int | None = None) -> None:
+        self.modality, self.fail, self.declared, self.fetched = modality, fail, declared, []
 
     async def fetch(self, orthanc_id: str) -> LoadedSlice:
         self.fetched.append(orthanc_id)
         if self.fail:
             raise PacsError("down")
-        return LoadedSlice(orthanc_id, header(self.modality), b"bytes")
+        return LoadedSlice(orthanc_id, header(self.modality, self.declared), b"bytes")
 
 
 class Classifier:
@@ -80,3 +83,16 @@ def test_capacity_zero_turns_it_off():
         prefetcher.arrived("a")
         return await prefetcher.take("a")
     assert run(scenario()) is None and loader.fetched == []
+
+
+def test_a_study_is_named_once_a_series_has_all_its_declared_slices():
+    async def scenario(declared):
+        prefetcher = SlicePrefetcher(Loader(declared=declared), Classifier(), capacity=10)
+        named = []
+        for orthanc_id in "abc":
+            prefetcher.arrived(orthanc_id)
+            await prefetcher.take(orthanc_id)
+            named.append(prefetcher.complete_studies())
+        return named, prefetcher.declared_size("1.2.3.4")
+    assert run(scenario(3)) == ([[], [], ["1.2.3"]], 3)
+    assert run(scenario(None)) == ([[], [], []], None)  # headers that do not say: StableStudy decides
