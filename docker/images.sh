@@ -1,9 +1,9 @@
 #!/bin/sh
-# Build the two images and run the container tests; what `make docker-build` and
+# Build the images (model server, dashboard + PACS worker, Orthanc) and run the container tests; what `make docker-build` and
 # `make test-docker` call, so the Makefile stays short and CI runs the same steps.
 #
 #   docker/images.sh wheels   host-built wheelhouses in docker/wheels/{server,dashboard}
-#   docker/images.sh build    wheels + `docker build` of both images
+#   docker/images.sh build    wheels + `docker build` of the three images
 #   docker/images.sh test     engine (existing, else a private one) + base + wheels + pytest
 #   docker/images.sh prometheus        Prometheus from Debian's package (for compose.host.yaml)
 #   docker/images.sh host-compose ARGS docker-compose ARGS on compose.yaml + compose.host.yaml
@@ -31,10 +31,10 @@ build() {
   base="${BASE_IMAGE:-python:3.11-slim-bookworm}"
   [ -f model_store/brain_tumor.mar ] || { echo "model_store/brain_tumor.mar missing: make archive" >&2; exit 1; }
   wheels
-  for kind in server dashboard; do
+  for kind in server dashboard orthanc; do
     start=$(date +%s)
     DOCKER_BUILDKIT=1 nice -n 19 "$DOCKER_CLI" build --network host --build-arg "BASE_IMAGE=$base" \
-      -f "docker/Dockerfile.$kind" -t "neuroscan/$( [ "$kind" = server ] && echo model-server || echo dashboard ):$TAG" .
+      -f "docker/Dockerfile.$kind" -t "neuroscan/$( [ "$kind" = server ] && echo model-server || echo "$kind" ):$TAG" .
     echo "built $kind image in $(( $(date +%s) - start )) s (base $base)"
   done
 }

@@ -27,7 +27,8 @@ async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetr
             return
     results = StudyResults(settings.results_db)
     server = TorchServeCalls(settings.inference_url, settings.management_url, settings.key_file,
-                             settings.model_name, settings.request_timeout_s, settings.key_renew_margin_s)
+                             settings.model_name, settings.request_timeout_s, settings.key_renew_margin_s,
+                             management_key=settings.management_key)
     renewals = asyncio.create_task(server.keys.keep_fresh(settings.key_check_s))
     async with open_pacs(settings.pacs) as pacs:
         analyser = StudyAnalyser(settings, pacs, server, results, metrics)
@@ -47,7 +48,7 @@ async def _main() -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     init_sentry("pacs-worker", None)
     metrics = WorkerMetrics()
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -39,9 +39,12 @@ class TorchServeCalls:
     """Pooled async calls to one TorchServe model."""
 
     def __init__(self, inference_url: str, management_url: str, key_file: Path, model: str, timeout_s: float,
-                 renew_margin_s: float, retries: int = 3) -> None:
+                 renew_margin_s: float, retries: int = 3, management_key: str | None = None) -> None:
         self.inference_url, self.management_url = inference_url.rstrip("/"), management_url.rstrip("/")
         self.model, self.retries = model, retries
+        # Kubernetes: one fixed key for the management proxy in front of every model-server pod
+        # (docker/k8s/management-proxy-configmap.yaml) instead of TorchServe's own key file.
+        self.management_key = management_key
         self._http = httpx.AsyncClient(timeout=timeout_s)
         self.keys = KeyKeeper(key_file, management_url, renew_margin_s, lambda: self._http)
 
@@ -70,6 +73,8 @@ class TorchServeCalls:
 
     async def _call(self, method: str, url: str, api: str, **kwargs: Any) -> httpx.Response:
         """Send with the current token; once more with a newer or renewed one if it was refused."""
+        if api == "management" and self.management_key:
+            return await self._send(method, url, self.management_key, **kwargs)
         key = await self.keys.token(api)
         response = await self._send(method, url, key, **kwargs)
         if token_refused(response):

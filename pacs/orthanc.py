@@ -8,7 +8,8 @@ storage folder, the ports, the HTTP credentials, which are generated on first st
 ``<home>/credentials.json`` (``{"username", "password"}``, mode 0600) and never have a default,
 and the Lua filter that lets only the hosts in ``NeuroScanDicomSenders`` C-STORE (Orthanc 1.10
 cannot bind its DICOM port to one address; ``NEUROSCAN_DICOM_SENDERS`` or ``--dicom-senders``
-replace the list, ``*`` allows every host).
+replace the list, ``*`` allows every host). ``--remote-access`` (or
+``NEUROSCAN_ORTHANC_REMOTE_ACCESS=1``, set in the container image) opens the HTTP API to other hosts.
 Orthanc runs in the foreground (``exec``), so whoever started this stops Orthanc with a signal.
 """
 
@@ -54,9 +55,12 @@ def sender_filter(home: Path, senders: Sequence[str]) -> Path:
 
 
 def runtime_config(home: Path, http_port: int | None = None, dicom_port: int | None = None,
-                   template: Path = TEMPLATE, senders: Sequence[str] | None = None) -> Path:
+                   template: Path = TEMPLATE, senders: Sequence[str] | None = None,
+                   remote_access: bool = False) -> Path:
     """Write ``<home>/orthanc.json``: the template plus storage, ports, the account and the sender
-    filter (``senders`` replaces the template's list; ``["*"]`` installs no filter)."""
+    filter (``senders`` replaces the template's list; ``["*"]`` installs no filter).
+    ``remote_access`` lets other hosts reach the HTTP API (containers: the worker and the
+    dashboard run in others); the account is required either way."""
     config = json.loads(template.read_text())
     senders = list(senders if senders is not None else config.pop(SENDERS_KEY))
     config.pop(SENDERS_KEY, None)
@@ -65,6 +69,8 @@ def runtime_config(home: Path, http_port: int | None = None, dicom_port: int | N
     account = credentials(home)
     config.update(StorageDirectory=str(storage), IndexDirectory=str(storage),
                   RegisteredUsers={account["username"]: account["password"]})
+    if remote_access:
+        config["RemoteAccessAllowed"] = True
     if ANY_SENDER not in senders:
         config["LuaScripts"] = [*config.get("LuaScripts", []), str(sender_filter(home, senders))]
     if http_port is not None:
@@ -89,13 +95,21 @@ def main() -> None:
     parser.add_argument("--dicom-port", type=int, default=None)
     parser.add_argument("--dicom-senders", default=os.environ.get("NEUROSCAN_DICOM_SENDERS"),
                         help="comma-separated addresses allowed to C-STORE, or *")
+    parser.add_argument("--remote-access", action="store_true",
+                        default=os.environ.get("NEUROSCAN_ORTHANC_REMOTE_ACCESS") == "1",
+                        help="let other hosts reach the HTTP API (the account is still required)")
+    parser.add_argument("--log-to-stderr", action="store_true",
+                        default=os.environ.get("NEUROSCAN_ORTHANC_LOG_TO_STDERR") == "1",
+                        help="log to standard error (containers) instead of files in --home")
     args = parser.parse_args()
     binary = shutil.which("Orthanc")
     if binary is None:
         raise SystemExit("Orthanc is not installed: `make install` installs Debian's orthanc and orthanc-dicomweb")
     senders = args.dicom_senders.split(",") if args.dicom_senders else None
-    config = runtime_config(args.home.resolve(), args.http_port, args.dicom_port, senders=senders)
-    os.execve(binary, [binary, f"--logdir={args.home.resolve()}", str(config)], environment())
+    config = runtime_config(args.home.resolve(), args.http_port, args.dicom_port, senders=senders,
+                            remote_access=args.remote_access)
+    logging = [] if args.log_to_stderr else [f"--logdir={args.home.resolve()}"]
+    os.execve(binary, [binary, *logging, str(config)], environment())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class WorkerSettings:
     inference_url: str
     management_url: str
     key_file: Path
+    management_key_file: str
     model_name: str
     key_renew_margin_s: float
     key_check_s: float
@@ -35,6 +36,7 @@ class WorkerSettings:
     poll_limit: int
     retry_interval_s: float
     metrics_port: int
+    metrics_host: str
     threshold: float
     min_adjacent: int
     min_counted_fraction: float
@@ -42,6 +44,11 @@ class WorkerSettings:
     @property
     def pacs(self) -> PacsSettings:
         return PacsSettings(self.pacs_url, self.credentials_file, self.request_timeout_s, self.pacs_kind)
+
+    @property
+    def management_key(self) -> str | None:
+        """The fixed management key, if a file for it is configured (Kubernetes' Secret)."""
+        return Path(self.management_key_file).read_text().strip() if self.management_key_file else None
 
     @property
     def rule(self) -> AggregationRule:

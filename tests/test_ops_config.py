@@ -148,8 +148,8 @@ def test_compose_file_is_valid_and_wires_volumes():
     assert out.returncode == 0, out.stderr
     rendered = yaml.safe_load(out.stdout)
     services = rendered["services"]
-    assert set(services) == {"model-server", "dashboard", "prometheus"}
-    assert {"case-history", "model-store"} <= set(rendered["volumes"])
+    assert set(services) == {"model-server", "dashboard", "orthanc", "pacs-worker", "prometheus"}
+    assert {"case-history", "model-store", "orthanc-home"} <= set(rendered["volumes"])
     for name, service in services.items():
         for port in service.get("ports", []):
             host_ip = port["host_ip"] if isinstance(port, dict) else port.split(":")[0]
@@ -161,6 +161,14 @@ def test_compose_file_is_valid_and_wires_volumes():
     assert server_mounts["/srv/neuroscan/model-store"][0] == "model-store"
     assert server_mounts["/srv/neuroscan/run"][0] == dash_mounts["/srv/neuroscan/torchserve"][0]
     assert services["dashboard"]["depends_on"]["model-server"]["condition"] == "service_healthy"
+    # the worker writes the results the dashboard reads, with the account Orthanc generated
+    worker, dashboard = services["pacs-worker"], services["dashboard"]
+    assert mounts(worker)["/srv/neuroscan/data"] == ("case-history", False)
+    assert mounts(worker)["/srv/neuroscan/pacs"] == mounts(dashboard)["/srv/neuroscan/pacs"] == ("orthanc-home", True)
+    assert mounts(services["orthanc"])["/srv/neuroscan/orthanc"] == ("orthanc-home", False)
+    assert worker["environment"]["NEUROSCAN_PACS_RESULTS_DB"] == dashboard["environment"][
+        "NEUROSCAN_STUDY_RESULTS_DATABASE"] == "/srv/neuroscan/data/results.sqlite3"
+    assert worker["entrypoint"] == ["python3", "-m", "pacs"] and worker["image"] == dashboard["image"]
 
 
 
@@ -174,9 +182,11 @@ def test_host_network_override_binds_loopback_and_keeps_the_wiring():
         assert service["network_mode"] == "host", name
         hosts = service["extra_hosts"]
         hosts = dict(h.split(":", 1) for h in hosts) if isinstance(hosts, list) else hosts
-        assert hosts == {"model-server": "127.0.0.1", "dashboard": "127.0.0.1"}, name
+        assert hosts == {"model-server": "127.0.0.1", "dashboard": "127.0.0.1", "orthanc": "127.0.0.1",
+                         "pacs-worker": "127.0.0.1"}, name
     assert services["model-server"]["environment"]["TS_BIND_ADDRESS"] == "127.0.0.1"
     assert services["dashboard"]["environment"]["NEUROSCAN_HOST"] == "127.0.0.1"
+    assert services["orthanc"]["environment"]["NEUROSCAN_DICOM_SENDERS"] == "127.0.0.1"
     assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
     assert services["prometheus"]["build"]["dockerfile"].endswith("Dockerfile.prometheus")
 

@@ -115,7 +115,8 @@ def test_management_proxy_takes_its_key_from_the_secret_and_fronts_the_loopback_
     assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
     policy = by_kind("NetworkPolicy", "neuroscan-model-server")
     rules = {port["port"]: rule["from"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
-    assert rules[8091] == [{"podSelector": {"matchLabels": {"neuroscan.io/operator": "true"}}}]
+    assert rules[8091] == [{"podSelector": {"matchLabels": {"neuroscan.io/operator": "true"}}},
+                           {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "neuroscan-dashboard"}}}]
 
 def test_selectors_services_hpa_and_pdb_point_at_the_pods():
     for app in ("neuroscan-model-server", "neuroscan-dashboard"):
@@ -141,13 +142,46 @@ def test_dashboard_keeps_history_on_the_claim_with_one_writer():
     dep = by_kind("Deployment", "neuroscan-dashboard")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     pod = dep["spec"]["template"]["spec"]
-    claim = by_kind("PersistentVolumeClaim")["metadata"]["name"]
+    claim = by_kind("PersistentVolumeClaim", "neuroscan-history")["metadata"]["name"]
     volume = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
     assert volume["persistentVolumeClaim"]["claimName"] == claim
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["NEUROSCAN_DATABASE"].startswith(mount["mountPath"] + "/")
     assert env["NEUROSCAN_INFERENCE_URL"] == "http://neuroscan-model-server:8080"
+
+
+def test_pacs_worker_shares_the_results_claim_and_reaches_the_pacs_and_the_proxy():
+    """The worker writes the study results the dashboard reads: same pod, same claim, same file; both
+    read the PACS account from the Secret that Orthanc's own pod mounts as its credentials file."""
+    pod = by_kind("Deployment", "neuroscan-dashboard")["spec"]["template"]["spec"]
+    dashboard, worker = container_named(pod, "dashboard"), container_named(pod, "pacs-worker")
+    env = {c["name"]: {e["name"]: e.get("value") for e in c["env"]} for c in (dashboard, worker)}
+    assert env["dashboard"]["NEUROSCAN_STUDY_RESULTS_DATABASE"] == env["pacs-worker"]["NEUROSCAN_PACS_RESULTS_DB"]
+    mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+    assert env["pacs-worker"]["NEUROSCAN_PACS_RESULTS_DB"].startswith(mounts["history"] + "/")
+    assert worker["image"] == dashboard["image"] and worker["command"] == ["python3", "-m", "pacs"]
+    service = by_kind("Service", "neuroscan-orthanc")
+    assert env["pacs-worker"]["NEUROSCAN_PACS_PACS_URL"] == env["dashboard"]["NEUROSCAN_PACS_URL"] == \
+        f"http://neuroscan-orthanc:{next(p['port'] for p in service['spec']['ports'] if p['name'] == 'http')}"
+    assert env["pacs-worker"]["NEUROSCAN_PACS_MANAGEMENT_URL"].endswith(":8091")  # the proxy, with the key
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["management-key"]["secret"]["items"][0]["key"] == "torchserve-management-key"
+    account_key = volumes["pacs-account"]["secret"]["items"][0]["key"]
+    orthanc = by_kind("Deployment", "neuroscan-orthanc")["spec"]["template"]["spec"]
+    (mount,) = [m for m in orthanc["containers"][0]["volumeMounts"] if m["name"] == "account"]
+    assert mount["mountPath"] == "/srv/neuroscan/orthanc/credentials.json" and mount["subPath"] == account_key
+    assert account_key in by_kind("Secret")["stringData"]
+
+
+def test_orthanc_takes_dicom_only_from_the_modality_network_and_http_from_the_dashboard_pod():
+    policy = by_kind("NetworkPolicy", "neuroscan-orthanc")
+    rules = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    assert rules[8042] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "neuroscan-dashboard"}}}]
+    assert [peer["ipBlock"]["cidr"] for peer in rules[4242]] == ["192.0.2.0/24"]  # a placeholder that matches no one
+    proxy = next(r for r in by_kind("NetworkPolicy", "neuroscan-model-server")["spec"]["ingress"]
+                 if r["ports"][0]["port"] == 8091)
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "neuroscan-dashboard"}}} in proxy["from"]
 
 
 def test_configmap_matches_repo_config_except_the_documented_differences():
@@ -167,10 +201,10 @@ def test_configmap_matches_repo_config_except_the_documented_differences():
 def test_images_are_pinned_and_secrets_are_placeholders():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     tags = {i["name"]: i["newTag"] for i in kustomization["images"]}
-    assert set(tags) == {"neuroscan/model-server", "neuroscan/dashboard"}
+    assert set(tags) == {"neuroscan/model-server", "neuroscan/dashboard", "neuroscan/orthanc"}
     assert all(tag and tag != "latest" for tag in tags.values())
     pods = [by_kind("Deployment", app)["spec"]["template"]["spec"]
-            for app in ("neuroscan-model-server", "neuroscan-dashboard")]
+            for app in ("neuroscan-model-server", "neuroscan-dashboard", "neuroscan-orthanc")]
     for image in (c["image"] for pod in pods for c in pod["containers"]):
         name, _, tag = image.partition(":")
         assert name in tags or (tag and tag != "latest"), f"{image} is not pinned"
