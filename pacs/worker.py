@@ -3,8 +3,9 @@
 Orthanc (the embedded default) is followed through its change feed (:class:`ChangeFollower`); any
 other PACS through DICOMweb alone, by polling QIDO-RS (:class:`StudyPoller`).
 
-Each instance is classified as it arrives (``NewInstance``, :mod:`pacs.prefetch`); the study's
-verdict and reports wait for ``StableStudy``, when the study is complete.
+On Orthanc each instance is classified as it arrives (``NewInstance``, :mod:`pacs.prefetch`); the
+study's verdict and reports wait until the study is complete: ``StableStudy``, or sooner once
+every MR series holds the number of images its headers declare.
 
 Restart-safe: the feed position is stored after each change handled, and a series already
 analysed by the served model version is never sent to TorchServe again (a restart mid-study

@@ -35,8 +35,8 @@ DOCKER = os.environ.get("DOCKER_CLI", shutil.which("docker") or "/usr/bin/docker
 BASE_IMAGE = os.environ.get("NEUROSCAN_BASE_IMAGE", "neuroscan/debian-base:bookworm")
 TAG = os.environ.get("NEUROSCAN_TAG", "test")
 # What the compose stack binds on the host's loopback in host-network mode: TorchServe's REST and
-# gRPC ports, the dashboard, Prometheus.
-STACK_PORTS = (8080, 8081, 8082, 7070, 7071, 8000, 9090)
+# gRPC ports, the dashboard, Prometheus, Orthanc (DICOM, HTTP) and the PACS worker's metrics.
+STACK_PORTS = (8080, 8081, 8082, 7070, 7071, 8000, 9090, 4242, 8042, 9103)
 STACK_ADMIN = ("admin", "compose-test-password")
 
 pytestmark = pytest.mark.skipif(
@@ -197,6 +197,46 @@ def test_dashboard_image_builds_and_serves_metrics(engine, tmp_path):
         docker("rm", "-f", name, check=False)
 
 
+def test_orthanc_image_takes_c_stores_from_allowed_senders_only(engine, tmp_path):
+    """The PACS image: non-root, its account generated into the mounted home on first start and
+    required, a C-STORE from 127.0.0.1 stored, one from this machine's network address refused."""
+    image = f"neuroscan/orthanc:{TAG}"
+    seconds = build("Dockerfile.orthanc", image)
+    size_mb = int(docker("image", "inspect", image, "--format", "{{.Size}}").stdout) / 1e6
+    print(f"\northanc image {image}: built in {seconds:.0f} s, {size_mb:.0f} MB (base {BASE_IMAGE})")
+    home = tmp_path / "orthanc"
+    home.mkdir()
+    os.chown(home, 10001, 10001)
+    http_port, dicom_port = free_port(), free_port()
+    name = f"neuroscan-test-orthanc-{os.getpid()}"
+    docker("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+           "-v", f"{home}:/srv/neuroscan/orthanc", "-e", "NEUROSCAN_DICOM_SENDERS=127.0.0.1",
+           "-e", "NEUROSCAN_ORTHANC_REMOTE_ACCESS=0", image,
+           "--http-port", str(http_port), "--dicom-port", str(dicom_port))
+    try:
+        wait_healthy(name, timeout=120)
+        account = json.loads((home / "credentials.json").read_text())
+        url = f"http://127.0.0.1:{http_port}"
+        assert httpx.get(f"{url}/system", timeout=10).status_code == 401
+        assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
+        slices = [get_testdata_file("MR_small.dcm")]
+        for host in ("127.0.0.1", network_address()):
+            subprocess.run(["storescu", "-aec", "NEUROSCAN", host, str(dicom_port), *slices], check=True,
+                           capture_output=True, timeout=60)
+        stored = httpx.get(f"{url}/instances", auth=(account["username"], account["password"]), timeout=10).json()
+        assert len(stored) == 1  # the same file from the network address was refused
+        assert f"refused a C-STORE from {network_address()}" in docker("logs", name).stderr
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def network_address() -> str:
+    """This machine's non-loopback address (a UDP connect sends nothing; it picks the route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        return probe.getsockname()[0]
+
+
 def host_compose(project: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``docker/images.sh host-compose``: the stack of docker/compose.yaml on the host's network."""
     env = {**os.environ, "NEUROSCAN_TAG": TAG, "NEUROSCAN_ADMIN_PASSWORD": STACK_ADMIN[1], "PY": sys.executable}
@@ -217,9 +257,9 @@ def busy_ports(ports: tuple[int, ...]) -> list[int]:
 
 
 def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
-    """compose.yaml's three services together (the app images the two tests above built): the
-    dashboard reaches the model server by its service name with the tokens from the shared
-    volume, and Prometheus scrapes both."""
+    """compose.yaml's services together (the images the tests above built): the dashboard reaches
+    the model server by its service name with the tokens from the shared volume, Orthanc and the
+    PACS worker come up with the generated account, and Prometheus scrapes all three apps."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -229,7 +269,7 @@ def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
     project = f"nstest{os.getpid()}"
     host_compose(project, "up", "-d", "--no-build")
     try:
-        for service in ("model-server", "dashboard", "prometheus"):
+        for service in ("model-server", "dashboard", "orthanc", "pacs-worker", "prometheus"):
             wait_healthy(host_compose(project, "ps", "-q", service).stdout.strip(), timeout=240)
 
         # a clinician's journey in Chromium: dashboard -> http://model-server:8080 with the key file
@@ -239,7 +279,7 @@ def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
         WebDriverWait(browser, 30).until(lambda page: ": READY" in page.find_element(By.TAG_NAME, "body").text)
 
         prometheus = "http://127.0.0.1:9090"
-        for job in ("torchserve", "dashboard"):
+        for job in ("torchserve", "dashboard", "pacs-worker"):
             query_until(prometheus, f'up{{job="{job}"}} == 1', timeout=60)
         query_until(prometheus, 'ts_inference_requests_total{model_name="brain_tumor"} >= 1', timeout=60)
         query_until(prometheus, 'neuroscan_dashboard_analyses_total{label="glioma"} >= 1', timeout=60)
@@ -249,7 +289,7 @@ def test_compose_stack_serves_clinicians_and_is_scraped(engine, browser):
         host_compose(project, "down")  # containers go, named volumes stay
         volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout
         assert {f"{project}_{name}" for name in ("case-history", "model-store", "torchserve-run",
-                                                   "prometheus-data")} <= set(volumes.split())
+                                                   "prometheus-data", "orthanc-home")} <= set(volumes.split())
     finally:
         host_compose(project, "down", "-v", "--remove-orphans")
 

@@ -164,7 +164,12 @@ def test_pacs_worker_shares_the_results_claim_and_reaches_the_pacs_and_the_proxy
     service = by_kind("Service", "neuroscan-orthanc")
     assert env["pacs-worker"]["NEUROSCAN_PACS_PACS_URL"] == env["dashboard"]["NEUROSCAN_PACS_URL"] == \
         f"http://neuroscan-orthanc:{next(p['port'] for p in service['spec']['ports'] if p['name'] == 'http')}"
-    assert env["pacs-worker"]["NEUROSCAN_PACS_MANAGEMENT_URL"].endswith(":8091")  # the proxy, with the key
+    metadata = by_kind("Service", "neuroscan-model-server-metadata")
+    assert env["pacs-worker"]["NEUROSCAN_PACS_MANAGEMENT_URL"] == \
+        f"http://neuroscan-model-server-metadata:{metadata['spec']['ports'][0]['port']}"  # the proxy, with the key
+    proxy = container_named(by_kind("Deployment", "neuroscan-model-server")["spec"]["template"]["spec"],
+                            "management-proxy")
+    assert metadata["spec"]["ports"][0]["targetPort"] in {p["name"] for p in proxy["ports"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["management-key"]["secret"]["items"][0]["key"] == "torchserve-management-key"
     account_key = volumes["pacs-account"]["secret"]["items"][0]["key"]

@@ -5,6 +5,7 @@ shuffled, so only the positions give the order), an MR series of no-tumour slice
 and one MR instance whose pixel data is cut short.
 """
 
+import asyncio
 import io
 import json
 import signal
@@ -22,6 +23,7 @@ import pytest
 from pypdf import PdfReader
 
 from neuroscan.study_results import StudyResults
+from pacs.inference import ServerUnavailable, TorchServeCalls
 from pacs.orthanc import runtime_config
 from tests.dicom_series import mr_series, study_attributes, to_bytes
 from tests.orthanc_fixture import start_orthanc, start_worker, stop_orthanc, wait_until
@@ -257,6 +259,22 @@ def test_a_pacs_with_dicomweb_alone_is_polled_and_gets_its_reports(orthanc, torc
                               (str(series[0].SeriesInstanceUID),)).fetchall()
     assert attempts == [(1,)]
     assert "waiting for the PACS" not in worker.log.read_text()  # no call missed (no Orthanc REST path)
+
+
+def test_a_fixed_management_key_replaces_the_key_file(torchserve, tmp_path):
+    """Kubernetes: the worker reaches the management API through the proxy with the Secret's key
+    (management_key_file), not TorchServe's key file. Here the key is the session server's own."""
+    async def version(key_file: Path, key: str | None) -> str:
+        calls = TorchServeCalls(torchserve.inference_url, torchserve.management_url, key_file,
+                                torchserve.model_name, 30, 3600, management_key=key)
+        try:
+            return await calls.served_version()
+        finally:
+            await calls.aclose()
+    served = asyncio.run(version(torchserve.key_file, None))  # the usual way: TorchServe's key file
+    assert asyncio.run(version(tmp_path / "no-key-file.json", torchserve.key("management"))) == served
+    with pytest.raises(ServerUnavailable):
+        asyncio.run(version(tmp_path / "no-key-file.json", "not-the-key"))
 
 
 def test_orthanc_credentials_are_generated_and_required(orthanc):
