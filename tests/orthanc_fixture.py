@@ -8,6 +8,7 @@ process, pointed at that Orthanc and at the session's TorchServe by environment 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,16 @@ class Orthanc:
         algorithm off, as the README advises for DCMTK-based senders)."""
         subprocess.run(["storescu", "-aec", "NEUROSCAN", "127.0.0.1", str(self.dicom_port), *map(str, files)],
                        check=True, capture_output=True, timeout=120, env=environment())
+
+
+def network_address() -> str:
+    """This machine's address on its network (not loopback): what Orthanc sees as another host.
+    Connecting a UDP socket sends nothing; it only picks the interface a packet out would use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = probe.getsockname()[0]
+    assert not address.startswith("127."), "this machine has no network address to send from"
+    return address
 
 
 def wait_until(condition, timeout: float = 60.0, step: float = 0.25):

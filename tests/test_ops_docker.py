@@ -25,6 +25,7 @@ import pytest
 from browser_fixtures import sign_in_and_analyse
 from dashboard_fixtures import mri_image
 from ops_fixtures import free_port, query_until
+from orthanc_fixture import network_address
 from PIL import Image
 from pydicom.data import get_testdata_file
 
@@ -228,13 +229,6 @@ def test_orthanc_image_takes_c_stores_from_allowed_senders_only(engine, tmp_path
         assert f"refused a C-STORE from {network_address()}" in docker("logs", name).stderr
     finally:
         docker("rm", "-f", name, check=False)
-
-
-def network_address() -> str:
-    """This machine's non-loopback address (a UDP connect sends nothing; it picks the route)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))
-        return probe.getsockname()[0]
 
 
 def host_compose(project: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ import asyncio
 import io
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -26,7 +25,13 @@ from neuroscan.study_results import StudyResults
 from pacs.inference import ServerUnavailable, TorchServeCalls
 from pacs.orthanc import runtime_config
 from tests.dicom_series import mr_series, study_attributes, to_bytes
-from tests.orthanc_fixture import start_orthanc, start_worker, stop_orthanc, wait_until
+from tests.orthanc_fixture import (
+    network_address,
+    start_orthanc,
+    start_worker,
+    stop_orthanc,
+    wait_until,
+)
 from tests.torchserve_fixture import (
     REPO,
     free_ports,
@@ -294,7 +299,7 @@ def test_c_store_from_another_host_is_refused(orthanc, tmp_path, val_images):
     """Orthanc 1.10 listens on every interface; its Lua filter keeps out every sender that is not in
     NeuroScanDicomSenders (127.0.0.1 by default). The sender here is this machine on its network
     address, which Orthanc sees as another host."""
-    address = outward_address()
+    address = network_address()
     study = study_attributes(accession="ACC-REMOTE")
     files = write(mr_series(study, val_images["glioma"][:2], 1, "AX T1"), tmp_path / "remote")
     subprocess.run(["storescu", "-aec", "NEUROSCAN", address, str(orthanc.dicom_port), *map(str, files)],
@@ -319,16 +324,6 @@ def lookup(orthanc, uid: str) -> list[str]:
     """What Orthanc holds under a DICOM UID (``["Study"]``, or nothing)."""
     found = httpx.post(f"{orthanc.url}/tools/lookup", content=str(uid), auth=orthanc.auth, timeout=30)
     return [item["Type"] for item in found.json()]
-
-
-def outward_address() -> str:
-    """This machine's address on its network (not loopback). Connecting a UDP socket sends nothing:
-    it only asks the kernel which interface and source address a packet out would use."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))
-        address = probe.getsockname()[0]
-    assert not address.startswith("127."), "this machine has no network address to send from"
-    return address
 
 
 def _walk(dataset: pydicom.Dataset):
