@@ -62,8 +62,8 @@ def runtime_config(home: Path, http_port: int | None = None, dicom_port: int | N
     ``remote_access`` lets other hosts reach the HTTP API (containers: the worker and the
     dashboard run in others); the account is required either way."""
     config = json.loads(template.read_text())
-    senders = list(senders if senders is not None else config.pop(SENDERS_KEY))
-    config.pop(SENDERS_KEY, None)
+    committed_senders = config.pop(SENDERS_KEY)
+    senders = list(senders if senders is not None else committed_senders)
     storage = home / "db"
     storage.mkdir(parents=True, exist_ok=True)
     account = credentials(home)
@@ -108,8 +108,8 @@ def main() -> None:
     senders = args.dicom_senders.split(",") if args.dicom_senders else None
     config = runtime_config(args.home.resolve(), args.http_port, args.dicom_port, senders=senders,
                             remote_access=args.remote_access)
-    logging = [] if args.log_to_stderr else [f"--logdir={args.home.resolve()}"]
-    os.execve(binary, [binary, *logging, str(config)], environment())
+    log_files = [] if args.log_to_stderr else [f"--logdir={args.home.resolve()}"]
+    os.execve(binary, [binary, *log_files, str(config)], environment())
 
 
 if __name__ == "__main__":

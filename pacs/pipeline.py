@@ -93,6 +93,12 @@ class LoadedSlice:
         """Whether this instance is a slice the model is meant for (MR, not a localiser)."""
         return str(self.header.get("Modality", "")).upper() == "MR" and not self.is_localiser
 
+    @property
+    def declared_size(self) -> int | None:
+        """How many images its acquisition has, as the scanner wrote it (ImagesInAcquisition)."""
+        declared = _int(self.header.get("ImagesInAcquisition"))
+        return declared if declared and declared > 0 else None
+
     def answered_by(self, model_version: str) -> bool:
         """Whether its reply can stand for ``model_version`` (a refusal is about the file, not the model)."""
         return self.reply is not None and (self.reply.answer is None

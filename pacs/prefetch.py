@@ -22,8 +22,6 @@ import contextlib
 import logging
 from collections import OrderedDict
 
-from pydicom import Dataset
-
 from neuroscan.pacs_client import PacsError
 from pacs.inference import ServerUnavailable
 from pacs.pipeline import LoadedSlice, SliceClassifier, SliceLoader
@@ -82,25 +80,22 @@ class SlicePrefetcher:
             if not isinstance(loaded, LoadedSlice) or not loaded.is_mr_image:
                 return None  # not for the model (CT, a localiser, our own reports, a broken file)
             prepared = await self.classifier.prepare(loaded)
-            self._count(loaded.header)
+            self._count(loaded)
             return prepared
         except (PacsError, ServerUnavailable) as exc:  # the analysis will try again and wait properly
             log.debug("no head start for instance %s: %s", orthanc_id, exc)
             return None
 
-    def _count(self, header: Dataset) -> None:
+    def _count(self, answered: LoadedSlice) -> None:
         """One more answered slice of its series; its study is named once the series is complete."""
-        try:
-            declared = int(header.get("ImagesInAcquisition") or 0)
-        except (TypeError, ValueError):
+        declared = answered.declared_size
+        if declared is None:
             return
-        if declared <= 0:
-            return
-        series = str(header.SeriesInstanceUID)
+        series = str(answered.header.SeriesInstanceUID)
         self._declared[series] = declared
         self._answered[series] = self._answered.get(series, 0) + 1
         while len(self._declared) > _SERIES_KEPT:
             forgotten, _ = self._declared.popitem(last=False)
             self._answered.pop(forgotten, None)
         if self._answered[series] >= declared:
-            self._complete[str(header.StudyInstanceUID)] = None
+            self._complete[str(answered.header.StudyInstanceUID)] = None
