@@ -11,6 +11,7 @@ from neuroscan.telemetry import configure_json_logging, init_sentry
 from pacs.inference import TorchServeCalls
 from pacs.metrics import WorkerMetrics
 from pacs.settings import WorkerSettings, load_settings
+from pacs.sr import preload
 from pacs.worker import ChangeFollower, StudyAnalyser, StudyPoller
 
 log = logging.getLogger("pacs")
@@ -25,6 +26,7 @@ async def run(settings: WorkerSettings, stop: asyncio.Event, metrics: WorkerMetr
             await asyncio.wait_for(stop.wait(), timeout=settings.retry_interval_s)
         if stop.is_set():
             return
+    preload()
     results = StudyResults(settings.results_db)
     server = TorchServeCalls(settings.inference_url, settings.management_url, settings.key_file,
                              settings.model_name, settings.request_timeout_s, settings.key_renew_margin_s,

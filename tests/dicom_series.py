@@ -4,6 +4,7 @@ Each slice becomes an MR Image Storage instance with a position along the axial 
 worker's ordering has something to order; the instance numbers can be shuffled to prove it.
 """
 
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,3 +84,11 @@ def to_bytes(dataset: Dataset) -> bytes:
     buffer = BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def dciodvfy_errors(dataset: Dataset, folder: Path) -> list[str]:
+    """The errors dicom3tools' validator finds in ``dataset`` (written into ``folder``)."""
+    path = folder / f"{dataset.SOPInstanceUID}.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    output = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    return [line for line in (output.stdout + output.stderr).splitlines() if line.startswith("Error")]

@@ -24,7 +24,7 @@ from pypdf import PdfReader
 from neuroscan.study_results import StudyResults
 from pacs.inference import ServerUnavailable, TorchServeCalls
 from pacs.orthanc import runtime_config
-from tests.dicom_series import mr_series, study_attributes, to_bytes
+from tests.dicom_series import dciodvfy_errors, mr_series, study_attributes, to_bytes
 from tests.orthanc_fixture import (
     network_address,
     start_orthanc,
@@ -84,13 +84,6 @@ def _parts(response) -> list[bytes]:
     boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"').encode()
     chunks = response.content.split(b"--" + boundary)[1:-1]
     return [chunk.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") for chunk in chunks]
-
-
-def dciodvfy_errors(dataset: pydicom.Dataset, tmp_path: Path) -> list[str]:
-    path = tmp_path / f"{dataset.SOPInstanceUID}.dcm"
-    dataset.save_as(path, enforce_file_format=True)
-    output = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False)
-    return [line for line in (output.stdout + output.stderr).splitlines() if line.startswith("Error")]
 
 
 @pytest.fixture(scope="module")
