@@ -19,6 +19,7 @@ from training.external_metrics import (
     summarise,
     volume_targets,
 )
+from training.external_series import series_verdict, served_rule
 from training.external_sources import MNI152_FILE, ExternalDataMissing, package_file
 from training.external_volumes import (
     HEAD_LEVEL,
@@ -219,3 +220,36 @@ def test_the_shipped_model_holds_up_better_than_1_1_0_on_other_collections(exter
     assert sensitivity >= 0.50
     assert false_rate <= 0.21
     assert totals["confident_notumor_on_tumour_in_domain"] <= 30
+
+
+def test_series_verdict_needs_two_neighbouring_in_domain_tumour_slices_and_names_its_key_slices():
+    """The PACS worker's rule over an external volume's brain slices (training/external_series.py)."""
+    lone = [result(0, "no", NO_TUMOUR, 0.9), result(1, "yes", "glioma", 0.9), result(2, "yes", NO_TUMOUR, 0.8)]
+    assert series_verdict(lone)["verdict"] == NO_TUMOUR  # one glioma slice is no finding
+    broken = [*lone[:2], result(2, "yes", "glioma", 0.9, in_domain=False), result(3, "no", NO_TUMOUR, 0.9)]
+    assert series_verdict(broken)["verdict"] == NO_TUMOUR  # an out-of-domain neighbour does not count
+    found = series_verdict([*lone[:2], result(2, "yes", "glioma", 0.8), result(3, "no", NO_TUMOUR, 0.9)])
+    assert found == {"verdict": "glioma", "tumour_found": True, "counted": 4, "left_out": 0, "key_slices": [1, 2],
+                     "key_slices_on_tumour": 2}
+    outside = series_verdict([result(k, "yes", "glioma", 0.9, in_domain=k == 0) for k in range(4)])
+    assert outside["verdict"] == "inconclusive" and outside["left_out"] == 3
+
+
+def test_the_series_rule_measured_is_the_one_the_worker_is_configured_with(tmp_path):
+    config = tmp_path / "pacs.toml"
+    config.write_text("[pacs]\nthreshold = 0.95\nmin_adjacent = 3\nmin_counted_fraction = 0.5\n")
+    rule = served_rule(config)
+    assert (rule.threshold, rule.min_adjacent) == (0.95, 3)
+    two = [result(0, "yes", "glioma", 0.96), result(1, "yes", "glioma", 0.96)]
+    assert series_verdict(two, rule)["verdict"] == NO_TUMOUR and series_verdict(two)["verdict"] == "glioma"
+
+
+def test_card_gives_each_patient_series_its_verdict():
+    report = card_report(3)
+    report["volumes"][0]["series"] = series_verdict([SliceResult(**row) for row in report["volumes"][0]["per_slice"]])
+    section = "\n".join(external_section(report, 0.99))
+    assert "a tumour class in 1 of 1 patient series (`glioma` 1)" in section and "by chance" not in section
+    assert "| v | t1 | `glioma` | 12 / 0 | 0-2 | 3 of 3 |" in section
+    report["volumes"][0]["series"].update(key_slices=[10, 11], key_slices_on_tumour=0)
+    section = "\n".join(external_section(report, 0.99))
+    assert "In 1 of them (v/t1) none of the key slices" in section and "| 10-11 | 0 of 2 |" in section

@@ -45,6 +45,7 @@ from training.external_metrics import (
     readings,
     summarise,
 )
+from training.external_series import series_verdict
 from training.external_sources import (
     ExternalDataMissing,
     packaged_volumes,
@@ -67,26 +68,26 @@ class Classifier:
         self.ood = NeighbourDistance.from_extras(weight_file.extras)
 
     @torch.no_grad()
-    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[str, float, str | None, str | None]]:
-        """(label, confidence, not-MRI reason, outside-domain reason) per 8-bit slice, as the handler forms them."""
+    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[dict[str, float], str | None, str | None]]:
+        """(probabilities, not-MRI reason, outside-domain reason) per 8-bit slice, as the handler forms them."""
         batch = [pixels(Image.fromarray(s), self.spec) for s in slices]
         logits, features = logits_and_features(self.model, preprocess_batch(batch, self.spec))
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
         outliers, outside = feature_flags(self.ood, features)
         header = dicom_reason(dicom_tags)
-        return [(CLASSES[int(p.argmax())], float(p.max()),
+        return [({name: round(float(v), 4) for name, v in zip(CLASSES, p)},
                  *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away)))
                 for p, px, outlier, away in zip(probabilities, batch, outliers, outside)]
 
 
 def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -> dict:
-    """Per-slice answers on the brain slices of one volume, and their summary."""
+    """Per-slice answers on the brain slices of one volume, their summary and the series verdict."""
     brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
     answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
-    results = [SliceResult(k, reference[k], label, round(confidence, 4), reason, domain)
-               for k, (label, confidence, reason, domain) in zip(brain, answers)]
+    results = [SliceResult(k, reference[k], max(p, key=p.get), max(p.values()), reason, domain, p)
+               for k, (p, reason, domain) in zip(brain, answers)]
     return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
-            "slices": len(volume.slices), **summarise(results),
+            "slices": len(volume.slices), **summarise(results), "series": series_verdict(results),
             "per_slice": [result.__dict__ for result in results]}
 
 

@@ -119,6 +119,43 @@ def comparison(before: dict | None, after: dict) -> list[str]:
              "(1.1.0 had no domain limit: its `in_domain` is its not-MRI check)."), "", *lines, ""]
 
 
+def series_section(report: dict) -> list[str]:
+    """Per patient volume, the verdict the PACS worker's series rule gives (training/external_series.py)."""
+    patients = [row for row in patient_rows(report) if "series" in row]
+    if not patients:
+        return []
+    verdicts = Counter(row["series"]["verdict"] for row in patients)
+    found = [row for row in patients if row["series"]["tumour_found"]]
+    off_lesion = [f"{row['volume']}/{row['sequence']}" for row in found if not row["series"]["key_slices_on_tumour"]]
+    header = ("volume", "sequence", "series verdict", "brain slices counted / left out",
+              "key slices", "key slices on the lesion")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in patients:
+        series = row["series"]
+        lines.append(f"| {row['volume']} | {row['sequence']} | `{series['verdict']}` | {series['counted']} / "
+                     f"{series['left_out']} | {_ranges(series['key_slices'])} | {series['key_slices_on_tumour']} of "
+                     f"{len(series['key_slices'])} |")
+    counts = ", ".join(f"`{name}` {count}" for name, count in verdicts.most_common())
+    chance = (f" In {len(off_lesion)} of them ({', '.join(off_lesion)}) none of the key slices the verdict rests on "
+              "shows the lesion: the tumour class came from false alarms elsewhere in the series, so the verdict is "
+              "right by chance and its key slices point the reader to the wrong place." if off_lesion else "")
+    return [("**Series verdicts** (what the PACS worker reports for a whole series, by its rule in "
+             "`neuroscan/study.py` as `config/pacs.toml` sets it, over each volume's brain slices in order): a "
+             f"tumour class in {len(found)} of {len(patients)} patient series ({counts}); every one of them shows a "
+             f"tumour, so a `notumor` series verdict would be a wrong reassurance.{chance}"), "", *lines, ""]
+
+
+def _ranges(indices: list[int]) -> str:
+    """Slice numbers as runs: 3, 4, 5, 9 -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for k in indices:
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs) or "-"
+
+
 def method() -> list[str]:
     low, high = WINDOW_PERCENTILES
     return [
@@ -150,8 +187,8 @@ def limits(patients: int) -> list[str]:
     return [
         (f"- {patients} patients, one reader, no segmentation: the rates are a warning sign, not an estimate with "
          "a margin."),
-        ("- Slice by slice only: how a study-level answer built from these slices would fare was not measured "
-         "here."),
+        ("- Series verdicts are computed from the brain slices only; the PACS worker also sends the near-empty "
+         "slices at either end, which its checks flag and leave out, so they only end a run."),
         ("- The packaged template is a clean average brain; it shows how the model behaves on tidy images, not on "
          "patients."),
     ]
@@ -170,4 +207,4 @@ def external_section(report: dict | None, val_accuracy: float, before: dict | No
              f"`notumor` at >= {CONFIDENT:g}, all and `in_domain: true`; slices answered `in_domain: false` (the "
              "not-MRI ones included) and `is_mri: false`; the confidence of the wrong answers; the answers given; the "
              "per-volume targets missed. Per-slice answers: `training/reports/external_lite0.json`."), "",
-            "Limits of this measurement:", "", *limits(patients), ""]
+            *series_section(report), "Limits of this measurement:", "", *limits(patients), ""]

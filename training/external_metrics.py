@@ -30,6 +30,7 @@ class SliceResult:
     confidence: float
     mri_reason: str | None  # why the not-MRI check flagged the slice, None when it did not
     domain_reason: str | None = None  # why the slice is outside the validated domain (not-MRI included)
+    probabilities: dict[str, float] | None = None  # per class, as served (the series rule needs them)
 
     @property
     def is_mri(self) -> bool:
