@@ -187,8 +187,8 @@ def limits(patients: int) -> list[str]:
     return [
         (f"- {patients} patients, one reader, no segmentation: the rates are a warning sign, not an estimate with "
          "a margin."),
-        ("- Series verdicts are computed from the brain slices only; the PACS worker also sends the near-empty "
-         "slices at either end, which its checks flag and leave out, so they only end a run."),
+        ("- Series verdicts are computed from the brain slices only; the PACS worker would also send the "
+         "near-empty slices at either end of a series, which are not measured here."),
         ("- The packaged template is a clean average brain; it shows how the model behaves on tidy images, not on "
          "patients."),
     ]

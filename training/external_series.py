@@ -8,7 +8,7 @@ reference for the metastasis); ``notumor`` is the answer that would reassure wro
 ``inconclusive`` says the series is mostly outside the validated domain.
 
 The slices are the volume's brain slices in order, as :mod:`training.external` scores them; the
-worker also sends the few near-empty slices at either end, which its checks flag and leave out.
+worker would also send the few near-empty slices at either end, which are not measured here.
 """
 
 import tomllib
