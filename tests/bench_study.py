@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,8 +112,7 @@ def main() -> None:
     for run in runs:
         print("  " + "  ".join(f"{k} {v}" for k, v in run.items()))
     totals = sorted(r["total_s"] for r in runs)
-    median = totals[len(totals) // 2]
-    print(f"end to end: best {totals[0]} s, median {median} s, worst {totals[-1]} s "
+    print(f"end to end: best {totals[0]} s, median {statistics.median(totals):.2f} s, worst {totals[-1]} s "
           f"({sum(t <= 5 for t in totals)} of {len(totals)} runs within the 5 s goal)")
 
 
