@@ -1,6 +1,7 @@
 """Images made on the spot, for tests that must run anywhere (no dataset needed)."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -47,3 +48,41 @@ def mr_dicom(image: Image.Image, **tags: str) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def non_mri_images() -> dict[str, bytes]:
+    """Photos shipped with scikit-image (colour and greyscale), noise, blank and gradient images."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    images = {}
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+                 "retina", "colorwheel", "cat", "logo"):
+        rgb = getattr(data, name)()[..., :3]
+        images[name] = encode(Image.fromarray(rgb), "PNG")
+        grey = (rgb2gray(rgb) * 255).astype("uint8")
+        images[f"{name}_grey"] = encode(Image.fromarray(grey), "PNG")
+    for name in ("camera", "moon", "coins", "page", "text", "checkerboard", "clock", "horse", "grass",
+                 "gravel", "brick", "microaneurysms", "cell", "binary_blobs"):
+        pixels = getattr(data, name)()
+        images[name] = encode(Image.fromarray((pixels * 255 if pixels.dtype == bool else pixels).astype("uint8")), "PNG")
+    images["noise"] = encode(noise_image(), "PNG")
+    images["blank"] = encode(Image.new("L", (224, 224), 0), "PNG")
+    images["white"] = encode(Image.new("L", (224, 224), 255), "PNG")
+    ramp = Image.linear_gradient("L").resize((224, 224))
+    images["gradient"] = encode(ramp, "PNG")
+    return images
+
+
+def more_packaged_pictures() -> dict[str, bytes]:
+    """Pictures shipped with scikit-image that :func:`non_mri_images` does not use: photos, a chart,
+    chessboards, 100 small face photos and the Shepp-Logan head phantom."""
+    from skimage import data
+
+    folder = Path(data.data_dir)
+    images = {name: (folder / name).read_bytes() for name in (
+        "chessboard_GRAY.png", "chessboard_RGB.png", "clock_motion.png", "color.png", "motorcycle_left.png",
+        "motorcycle_right.png", "phantom.png")}
+    for k, face in enumerate(np.load(folder / "lfw_subset.npy")[:100]):
+        images[f"face_{k}"] = encode(Image.fromarray((face * 255).round().astype(np.uint8)), "PNG")
+    return images

@@ -10,15 +10,25 @@ import torch
 
 from neuroscan.imaging import decode_image
 from neuroscan.mri_check import (
+    DOMAIN_REASON,
+    FEATURE_REASON,
     NeighbourDistance,
     PixelLimits,
+    answer_reasons,
     dicom_reason,
     feature_flags,
+    head_framed,
     pixel_reason,
     pixel_stats,
 )
+from neuroscan.preprocess import pixels
 from neuroscan.weights import ModelMeta, load_weights, save_weights
-from tests.images import mr_dicom, synthetic_slice
+from tests.images import (
+    more_packaged_pictures,
+    mr_dicom,
+    non_mri_images,
+    synthetic_slice,
+)
 
 
 def slice_like(colour: bool = False) -> np.ndarray:
@@ -48,6 +58,37 @@ def test_pixel_reasons():
     bright = slice_like()
     bright[bright == 0] = PixelLimits().max_border_brightness + 40
     assert "background" in pixel_reason(bright)
+
+
+def test_a_head_on_black_is_framed_and_a_letterboxed_photo_or_a_star_field_is_not():
+    assert head_framed(slice_like())
+    photo = np.zeros((224, 224, 3), np.uint8)
+    photo[40:184] = 120  # a landscape photo letterboxed onto the black canvas: its left and right edges show
+    assert not head_framed(photo)
+    close_crop = slice_like()
+    close_crop[:, :12] = 90  # the head touches one side
+    assert not head_framed(close_crop)
+    yy, xx = np.mgrid[:224, :224]
+    dots = ((yy // 2) % 2 == 0) & ((xx // 2) % 2 == 0) & (yy >= 16) & (yy < 208) & (xx >= 16) & (xx < 208)
+    stars = np.dstack([np.where(dots, 200, 0).astype(np.uint8)] * 3)  # 25% bright, spread: no compact region
+    assert not head_framed(stars)
+    assert not head_framed(np.zeros((224, 224, 3), np.uint8))
+
+
+def test_no_packaged_picture_but_the_head_phantom_is_framed_like_a_head():
+    """A framed slice is never called a non-MRI by its features alone, so pictures must not be framed:
+    none of the photo test's 38, and of 107 more pictures shipped with scikit-image only its head phantom."""
+    pictures = {**non_mri_images(), **more_packaged_pictures()}
+    framed = [name for name, body in pictures.items() if head_framed(pixels(decode_image(body).image))]
+    assert len(pictures) == 38 + 107
+    assert framed == ["phantom.png"]
+
+
+def test_a_far_slice_framed_like_a_head_is_outside_the_domain_not_a_non_mri():
+    assert answer_reasons(None, True, True, framed=False) == (FEATURE_REASON, FEATURE_REASON)
+    assert answer_reasons(None, True, True, framed=True) == (None, DOMAIN_REASON)
+    assert answer_reasons("colour image", True, True, framed=True) == ("colour image", "colour image")
+    assert answer_reasons(None, False, False, framed=True) == (None, None)
 
 
 

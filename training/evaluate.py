@@ -69,7 +69,8 @@ def fit_neighbour_check(model: torch.nn.Module, train: list) -> NeighbourDistanc
 
     With both in the bank, a brain MRI in another scanner's style can lie near a training slice, so
     the far limit (not a brain MRI) fires on 6% of external brain slices instead of 31% with the
-    plain slices alone; the price is grey photos, some of which then pass it (MODEL_CARD.md).
+    plain slices alone (the distance alone, before the head-framing rule of ``neuroscan.mri_check``);
+    the price is grey photos, some of which then pass it (MODEL_CARD.md).
     """
     random.seed(0)
     extra = template_samples()
