@@ -95,3 +95,14 @@ def test_robust_recipe_fine_tunes_the_shipped_model_with_the_template_added(tmp_
     assert 8 <= limited <= 9  # --limit 8 keeps every n-th training file
     assert trainer.train_set.labels[limited:] == [CLASSES.index(NO_TUMOUR)] * len(template)
     assert len(template) >= 150
+
+
+def test_balanced_recipe_weighs_each_class_by_its_inverse_frequency(tmp_path: Path) -> None:
+    """The polish recipe's loss weighs every class alike: the template makes no-tumour the largest
+    class, so its slices weigh least."""
+    trainer = Trainer(parse_args([*TINY, "--model", "robust-polish", "--out", str(tmp_path)]))
+    weight = trainer.criterion.weight
+    counts = torch.bincount(torch.tensor(trainer.train_set.labels), minlength=len(CLASSES)).float()
+    assert torch.allclose(weight * counts, torch.full_like(counts, len(trainer.train_set) / len(CLASSES)))
+    assert int(weight.argmin()) == CLASSES.index(NO_TUMOUR)
+    assert Trainer(parse_args([*TINY, "--model", "robust", "--out", str(tmp_path / "plain")])).criterion.weight is None

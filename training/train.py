@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from neuroscan.classes import CLASSES
 from neuroscan.model import create_finetune_model, create_model, load_trained_model
 from neuroscan.weights import ModelMeta, load_weights, save_weights
 from training.augment import MriAugment
@@ -123,8 +124,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         start_from = args.start_from or (ROOT / recipe.start_from if recipe.start_from else None)
         self.model = build_model(args.model, args.init, start_from).to(self.device)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self._load_data()
+        weight = class_balance(self.train_set.labels) if recipe.balanced else None
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing).to(self.device)
         self.state = {"phase": 0, "epoch": 0, "best_loss": float("inf"), "stale": 0, "history": []}
         # Optimiser/scheduler state read by --resume, applied when that phase's optimiser exists.
         self._pending_optim: dict | None = None
@@ -282,6 +284,12 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.is_main:
             tqdm.write(message)
+
+
+def class_balance(labels: list[int]) -> torch.Tensor:
+    """Inverse class frequencies, scaled so a balanced data set would weigh every sample 1."""
+    counts = torch.bincount(torch.tensor(labels), minlength=len(CLASSES)).float()
+    return counts.sum() / (len(CLASSES) * counts)
 
 
 def _rng_state() -> dict:
