@@ -17,6 +17,5 @@ class Item:
     decoded: DecodedImage | None = None
     pixels: np.ndarray | None = None  # HWC uint8 model input, normalised per batch
     input_reason: str | None = None  # why the header or pixels alone rule out a brain MRI
-    framed: bool = False  # framed like a head slice: the feature distance alone does not rule it out
     error: ImageDecodeError | None = None
     result: dict = field(default_factory=dict)

@@ -29,7 +29,6 @@ from neuroscan.mri_check import (
     answer_reasons,
     dicom_reason,
     feature_flags,
-    head_framed,
     pixel_reason,
 )
 from neuroscan.preprocess import pixels, preprocess_batch
@@ -114,7 +113,6 @@ class BrainTumorHandler(BaseHandler):
                 return item
         item.pixels = pixels(item.decoded.image, self.spec)
         item.input_reason = dicom_reason(item.decoded.header) or pixel_reason(item.pixels)
-        item.framed = head_framed(item.pixels)
         return item
 
     def _header(self, index: int, name: str) -> str | None:
@@ -141,7 +139,7 @@ class BrainTumorHandler(BaseHandler):
 
     def _result(self, item: Item, probabilities: torch.Tensor, outlier: bool, outside: bool) -> dict:
         top = int(probabilities.argmax())
-        reason, domain_reason = answer_reasons(item.input_reason, outlier, outside, item.framed)
+        reason, domain_reason = answer_reasons(item.input_reason, outlier, outside, item.pixels)
         return {
             "label": CLASSES[top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, probabilities)},

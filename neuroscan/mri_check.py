@@ -116,8 +116,13 @@ def pixel_stats(pixels: np.ndarray, frame: int = 8) -> tuple[float, float, float
         array = sampled.astype(np.float32)
         grey = array.mean(axis=2)
         colourfulness = float(np.abs(array - grey[..., None]).mean())
-    border = np.concatenate([grey[:frame].ravel(), grey[-frame:].ravel(), grey[:, :frame].ravel(), grey[:, -frame:].ravel()])
+    border = np.concatenate([side.ravel() for side in frame_sides(grey, frame)])
     return colourfulness, float(grey.std()), float(border.mean())
+
+
+def frame_sides(grey: np.ndarray, frame: int = 8) -> tuple[np.ndarray, ...]:
+    """The top, bottom, left and right ``frame``-pixel strips of a 2D image."""
+    return grey[:frame], grey[-frame:], grey[:, :frame], grey[:, -frame:]
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,7 @@ class HeadFraming:
 def head_framed(pixels: np.ndarray, framing: HeadFraming = HeadFraming(), frame: int = 8) -> bool:
     """Whether the pixels (HWC uint8) are framed like a head slice on a dark background (first channel)."""
     grey = pixels[::2, ::2, 0]
-    sides = (grey[:frame], grey[-frame:], grey[:, :frame], grey[:, -frame:])
-    if min(float((side <= framing.background).mean()) for side in sides) < framing.min_dark_side:
+    if min(float((side <= framing.background).mean()) for side in frame_sides(grey, frame)) < framing.min_dark_side:
         return False
     bright = grey > framing.background
     if bright.mean() < framing.min_bright:
@@ -235,12 +239,12 @@ def feature_flags(check: NeighbourDistance | None, features: torch.Tensor) -> tu
 
 
 def answer_reasons(input_reason: str | None, outlier: bool, outside: bool,
-                   framed: bool = False) -> tuple[str | None, str | None]:
+                   pixels: np.ndarray) -> tuple[str | None, str | None]:
     """(``mri_reason``, ``domain_reason``) of one answer: the header or pixel reason first, then the
-    feature distance's, unless the slice is ``framed`` like a head (:func:`head_framed`): then a far
-    distance only puts it outside the domain. A picture that is not a brain MRI is outside the
-    domain for the same reason."""
-    reason = input_reason or (FEATURE_REASON if outlier and not framed else None)
+    feature distance's, unless the ``pixels`` (HWC uint8) are framed like a head (:func:`head_framed`,
+    looked at only for a far slice): then the distance only puts it outside the domain. A picture
+    that is not a brain MRI is outside the domain for the same reason."""
+    reason = input_reason or (FEATURE_REASON if outlier and not head_framed(pixels) else None)
     return reason, reason or (DOMAIN_REASON if outside else None)
 
 

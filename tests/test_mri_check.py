@@ -85,10 +85,12 @@ def test_no_packaged_picture_but_the_head_phantom_is_framed_like_a_head():
 
 
 def test_a_far_slice_framed_like_a_head_is_outside_the_domain_not_a_non_mri():
-    assert answer_reasons(None, True, True, framed=False) == (FEATURE_REASON, FEATURE_REASON)
-    assert answer_reasons(None, True, True, framed=True) == (None, DOMAIN_REASON)
-    assert answer_reasons("colour image", True, True, framed=True) == ("colour image", "colour image")
-    assert answer_reasons(None, False, False, framed=True) == (None, None)
+    head, photo = slice_like(), np.zeros((224, 224, 3), np.uint8)
+    photo[40:184] = 120  # letterboxed: not framed
+    assert answer_reasons(None, True, True, photo) == (FEATURE_REASON, FEATURE_REASON)
+    assert answer_reasons(None, True, True, head) == (None, DOMAIN_REASON)
+    assert answer_reasons("colour image", True, True, head) == ("colour image", "colour image")
+    assert answer_reasons(None, False, False, head) == (None, None)
 
 
 

@@ -31,7 +31,6 @@ from neuroscan.mri_check import (
     answer_reasons,
     dicom_reason,
     feature_flags,
-    head_framed,
     pixel_reason,
 )
 from neuroscan.preprocess import pixels, preprocess_batch
@@ -77,7 +76,7 @@ class Classifier:
         outliers, outside = feature_flags(self.ood, features)
         header = dicom_reason(dicom_tags)
         return [({name: round(float(v), 4) for name, v in zip(CLASSES, p)},
-                 *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away), head_framed(px)))
+                 *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away), px))
                 for p, px, outlier, away in zip(probabilities, batch, outliers, outside)]
 
 
