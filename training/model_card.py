@@ -279,9 +279,9 @@ ROBUST_NOTES = [
 ]
 
 
-def mri_check_section(metrics: dict[str, dict], external: dict | None) -> list[str]:
+def mri_check_section(metrics: dict[str, dict], external: dict | None, before: dict | None) -> list[str]:
     limits, framing = PixelLimits(), HeadFraming()
-    external_flags = _external_not_mri(external)
+    external_flags = _external_not_mri(external, before)
     flagged = metrics.get("lite0", {}).get("val_flagged_not_mri")
     measured = (f" On the validation split it flags {_pct(flagged)} of the (all genuine) MRI slices."
                 if flagged is not None else "")
@@ -338,14 +338,18 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None) -> list[s
             *domain_section(metrics)]
 
 
-def _external_not_mri(report: dict | None) -> str:
-    """What the not-MRI check says of the external patient brain slices, from the external report."""
+def _external_not_mri(report: dict | None, before: dict | None) -> str:
+    """What the not-MRI check says of the external patient brain slices, and said for 1.1.0."""
     if report is None:
         return "not measured (no external report)"
     totals = pooled(patient_rows(report))
     share = totals["flagged_not_mri"] / totals["brain_slices"]
-    return (f"the not-MRI check flags {totals['flagged_not_mri']} of {totals['brain_slices']} ({share:.1%}; "
-            f"target <= 1%); 1.1.0 flagged 11%")
+    text = (f"the not-MRI check flags {totals['flagged_not_mri']} of {totals['brain_slices']} ({share:.1%}; "
+            "target <= 1%)")
+    if before is None:
+        return text
+    old = pooled(patient_rows(before))
+    return text + f"; 1.1.0 flagged {old['flagged_not_mri'] / old['brain_slices']:.0%}"
 
 
 def domain_section(metrics: dict[str, dict]) -> list[str]:
@@ -395,6 +399,7 @@ def limits_section() -> list[str]:
 
 
 def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -> str:
+    external, before = load_external(REPORTS), load_external(REPORTS, BEFORE)  # the shipped model's, 1.1.0's
     lines = ["# Model card: NeuroScan brain-MRI tumour classifier", "",
              ("> **NeuroScan is NOT a medical device.** It is not cleared or approved by any regulator (FDA, CE/MDR "
              "or other), it has not been clinically validated, and its output must not be used to diagnose, "
@@ -408,8 +413,9 @@ def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -
              "and, for the 1.x training section, `runs/gpu/*.log` (kept from the card when those logs are absent).",
              "",
              *summary_section(metrics), *in_distribution_targets(metrics["lite0"]), *per_class_section(metrics),
-             *_external(metrics), *data_section(split_path), *training_1x, *robust_section(EPOCHS_ROBUST),
-             *mri_check_section(metrics, load_external(REPORTS)), *intended_use_section(),
+             *external_section(external, metrics["lite0"]["accuracy"], before), *data_section(split_path),
+             *training_1x, *robust_section(EPOCHS_ROBUST), *mri_check_section(metrics, external, before),
+             *intended_use_section(),
              *limits_section(),
              "## Reproduce", "", "```",
              "make eda                      # training/reports/eda.md",
@@ -428,11 +434,6 @@ def kept_section(card: Path, prefix: str) -> list[str]:
         raise SystemExit(f"no runs/gpu/*.log and no '{prefix}' section in {card} to keep")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     return lines[start:end]
-
-
-def _external(metrics: dict[str, dict]) -> list[str]:
-    """The External validation section: the shipped model's report next to the 1.1.0 one."""
-    return external_section(load_external(REPORTS), metrics["lite0"]["accuracy"], load_external(REPORTS, BEFORE))
 
 
 def shipped_run(metrics: dict) -> str:
