@@ -88,7 +88,9 @@ def test_onnx_int8_agrees_with_eager(model_dir, weights, batch, reference):
     out = backend(batch)
     assert out.shape == reference.shape
     agree = (top1(out, weights) == top1(reference, weights)).sum().item()
-    assert agree >= 63, f"int8 agrees with eager on only {agree}/64 images"
+    # A smoke test: 2 of the 5 validation slices where 2.1.0's int8 graph differs (99.56% agree over
+    # all 1,142, checked by `make int8`) fall in these 64; a broken graph differs on far more.
+    assert agree >= 62, f"int8 agrees with eager on only {agree}/64 images"
 
 
 def test_jit_matches_eager(model_dir, weights, batch, reference):

@@ -130,7 +130,7 @@ def test_lossless_formats_give_the_png_answer_and_a_channel_swap_would_not(handl
     reference, swapped = answers[0]["probabilities"], answers[-1]["probabilities"]
     for answer in answers[1:-1]:
         assert answer["probabilities"] == reference, answer["format"]
-    assert max(abs(swapped[name] - reference[name]) for name in CLASSES) > 0.01
+    assert max(abs(swapped[name] - reference[name]) for name in CLASSES) > 0.001  # exact equality above
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF", "WEBP"])
@@ -312,9 +312,9 @@ def test_a_slice_through_a_large_lesion_is_a_brain_mri_outside_the_domain(handle
 
 
 def test_not_mri_check_flags_photos_and_passes_real_mris(handler, mri_root):
-    """The 2.0 operating point (MODEL_CARD.md, "Not-an-MRI check"): 36 of 38 non-MRI pictures get no
-    reliable answer (``is_mri`` or ``in_domain`` false), >= 80% are ``is_mri: false`` outright (1.x: 37
-    of 38; 2.0 trades some grey photos for fewer false alarms on other hospitals' brain MRI),
+    """The 2.1 operating point (MODEL_CARD.md, "Not-an-MRI check"): 37 of 38 non-MRI pictures get no
+    reliable answer (``is_mri`` or ``in_domain`` false), 33 of 38 are ``is_mri: false`` outright (1.x:
+    37; 2.0: 31, as 2.x trades some grey photos for fewer false alarms on other hospitals' brain MRI),
     and <= 1% of the validation MRIs (all 1,142, never seen by the neighbour bank) are flagged."""
     from training.split import load_split
 
@@ -331,6 +331,6 @@ def test_not_mri_check_flags_photos_and_passes_real_mris(handler, mri_root):
     print(f"non-MRI: is_mri false {1 - len(passed) / len(photos):.1%} of {len(photos)} (passed {passed}), "
           f"no reliable answer {1 - len(trusted) / len(photos):.1%} (in domain: {trusted}); "
           f"val MRIs flagged {false_alarms:.2%} of {len(mri_answers)}")
-    assert len(trusted) <= 2, trusted  # 94.7%: the 1.x bar of 95% is missed by one picture (a cell micrograph)
-    assert 1 - len(passed) / len(photos) >= 0.80, passed
+    assert len(trusted) <= 1, trusted  # 97.4%: the 1.x bar of 95% (2.0: 94.7%, a cell micrograph missed too)
+    assert 1 - len(passed) / len(photos) >= 0.85, passed
     assert false_alarms <= 0.01

@@ -50,14 +50,19 @@ def load_rgb(path: Path) -> Image.Image:
 class MriDataset(Dataset):
     """Samples -> (tensor, label); ``augment`` (PIL -> PIL) runs before the shared preprocessing.
 
+    ``relabel`` ((PIL, label) -> (PIL, label)) runs first, for augmentations that change the class
+    (:mod:`training.lesions`).
+
     Images are decoded once and kept in memory: the whole set is a few hundred MB and decoding
     dominates an epoch otherwise. ``extra`` adds in-memory images with their labels (the
     packaged healthy template, :mod:`training.healthy`) after the files.
     """
 
     def __init__(self, samples: list[Sample], augment: Callable[[Image.Image], Image.Image] | None = None,
-                 extra: Sequence[tuple[Image.Image, int]] = ()):
+                 extra: Sequence[tuple[Image.Image, int]] = (),
+                 relabel: Callable[[Image.Image, int], tuple[Image.Image, int]] | None = None):
         self.augment = augment
+        self.relabel = relabel
         self._images = [load_rgb(s.path) for s in samples] + [image for image, _ in extra]
         self._labels = [s.label for s in samples] + [label for _, label in extra]
 
@@ -65,10 +70,12 @@ class MriDataset(Dataset):
         return len(self._images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self._images[index]
+        image, label = self._images[index], self._labels[index]
+        if self.relabel is not None:
+            image, label = self.relabel(image, label)
         if self.augment is not None:
             image = self.augment(image)
-        return preprocess(image), self._labels[index]
+        return preprocess(image), label
 
     @property
     def labels(self) -> list[int]:

@@ -2,7 +2,7 @@
 
     python -m training.evaluate --weights model_store/brain_tumor.safetensors   # reproduce
     python -m training.evaluate --weights runs/lite0/model.safetensors --calibrate \
-        --export model_store/brain_tumor.safetensors --version 2.0.0          # ship
+        --export model_store/brain_tumor.safetensors --version 2.1.0          # ship
 
 Writes ``training/reports/metrics_<name>.json``, a confusion matrix and a reliability diagram.
 With ``--calibrate`` it fits the softmax temperature on the validation logits and the

@@ -7,9 +7,10 @@ measurement itself. :mod:`training.model_card` places it in the card.
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
-from neuroscan.classes import NO_TUMOUR
+from neuroscan.classes import NO_TUMOUR, TUMOUR_CLASSES
 from training.external import markdown_table, patient_rows
 from training.external_metrics import (
     CONFIDENT,
@@ -22,7 +23,9 @@ from training.external_metrics import (
 from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERCENTILES
 
 HEADING = "## External validation"
-BEFORE = "lite0_1.1.0"  # the report of the last model before the robust retraining, kept for comparison
+# Reports of earlier shipped models, oldest first, kept for comparison: 1.1.0 (before the robust
+# retraining) and 2.0.0 (before the synthetic masses).
+BEFORE = ("lite0_1.1.0", "lite0_2.0.0")
 
 
 def load_external(reports: Path, name: str = "lite0") -> dict | None:
@@ -111,31 +114,37 @@ MEANING = [
 ]
 
 
-def _change(was: dict, now: dict, part: str, whole: str) -> str:
-    return f"{_share(was[part], was[whole])} -> {_share(now[part], now[whole])}"
+def _change(rows: list[dict], part: str, whole: str | None = None) -> str:
+    return " -> ".join(_share(row[part], row[whole]) if whole else str(row[part]) for row in rows)
 
 
-def comparison(before: dict | None, after: dict) -> list[str]:
-    """Per patient volume: the 1.1.0 numbers next to the shipped model's."""
-    if before is None:
+def comparison(before: Sequence[dict], after: dict) -> list[str]:
+    """Per patient volume: the earlier models' numbers, oldest first, then the shipped model's."""
+    if not before:
         return []
-    old = {(row["volume"], row["sequence"]): row for row in patient_rows(before)}
+    earlier = [{(row["volume"], row["sequence"]): row for row in patient_rows(report)} for report in before]
     header = ("volume", "sequence", "tumour slices called tumour", "tumour-free called tumour, `in_domain`",
               "`notumor` >= 0.9 on tumour, `in_domain`", "`in_domain: false` or `is_mri: false`")
     rows = []
     for row in patient_rows(after):
-        was = old.get((row["volume"], row["sequence"]))
-        if was is None:
+        chain = [old[(row["volume"], row["sequence"])] for old in earlier if (row["volume"], row["sequence"]) in old]
+        if len(chain) < len(earlier):
             continue
-        rows.append((row["volume"], row["sequence"],
-                     _change(was, row, "tumour_called_tumour", "tumour_slices"),
-                     _change(was, row, "tumour_free_called_tumour_in_domain", "tumour_free_slices"),
-                     f"{was['confident_notumor_on_tumour_in_domain']} -> {row['confident_notumor_on_tumour_in_domain']}",
-                     _change(was, row, "flagged_out_of_domain", "brain_slices")))
+        chain.append(row)
+        rows.append((row["volume"], row["sequence"], _change(chain, "tumour_called_tumour", "tumour_slices"),
+                     _change(chain, "tumour_free_called_tumour_in_domain", "tumour_free_slices"),
+                     _change(chain, "confident_notumor_on_tumour_in_domain"),
+                     _change(chain, "flagged_out_of_domain", "brain_slices")))
+    totals = [pooled(patient_rows(report)) for report in [*before, after]]
+    rows.append(("**all**", "", _change(totals, "tumour_called_tumour", "tumour_slices"),
+                 _change(totals, "tumour_free_called_tumour_in_domain", "tumour_free_slices"),
+                 _change(totals, "confident_notumor_on_tumour_in_domain"),
+                 _change(totals, "flagged_out_of_domain", "brain_slices")))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return [(f"Before and after: model {before['model_version']} -> {after['model_version']} on the same slices "
-             "(1.1.0 had no domain limit: its `in_domain` is its not-MRI check)."), "", *lines, ""]
+    versions = " -> ".join(report["model_version"] for report in [*before, after])
+    return [(f"Before and after: model {versions} on the same slices (1.1.0 had no domain limit: its `in_domain` "
+             "is its not-MRI check)."), "", *lines, ""]
 
 
 def series_section(report: dict) -> list[str]:
@@ -154,14 +163,16 @@ def series_section(report: dict) -> list[str]:
         lines.append(f"| {row['volume']} | {row['sequence']} | `{series['verdict']}` | {series['counted']} / "
                      f"{series['left_out']} | {_ranges(series['key_slices'])} | {series['key_slices_on_tumour']} of "
                      f"{len(series['key_slices'])} |")
-    counts = ", ".join(f"`{name}` {count}" for name, count in verdicts.most_common())
+    counts = ", ".join(f"`{name}` {count}" for name, count in verdicts.most_common() if name in TUMOUR_CLASSES)
+    others = ", ".join(f"`{name}` in {count}" for name, count in verdicts.most_common() if name not in TUMOUR_CLASSES)
     chance = (f" In {len(off_lesion)} of them ({', '.join(off_lesion)}) none of the key slices the verdict rests on "
               "shows the lesion: the tumour class came from false alarms elsewhere in the series, so the verdict is "
               "right by chance and its key slices point the reader to the wrong place." if off_lesion else "")
     return [("**Series verdicts** (what the PACS worker reports for a whole series, by its rule in "
              "`neuroscan/study.py` as `config/pacs.toml` sets it, over each volume's brain slices in order): a "
-             f"tumour class in {len(found)} of {len(patients)} patient series ({counts}); every one of them shows a "
-             f"tumour, so a `notumor` series verdict would be a wrong reassurance.{chance}"), "", *lines, ""]
+             f"tumour class in {len(found)} of {len(patients)} patient series ({counts})"
+             f"{f', {others}' if others else ''}; every one of them shows a tumour, so a `notumor` series verdict "
+             f"would be a wrong reassurance.{chance}"), "", *lines, ""]
 
 
 def _ranges(indices: list[int]) -> str:
@@ -213,7 +224,7 @@ def limits(patients: int) -> list[str]:
     ]
 
 
-def external_section(report: dict | None, val_accuracy: float, before: dict | None = None) -> list[str]:
+def external_section(report: dict | None, val_accuracy: float, before: Sequence[dict] = ()) -> list[str]:
     """The whole section; a short note when no external report has been written yet."""
     if report is None:
         return [HEADING, "", "Not measured yet: run `make external`.", ""]

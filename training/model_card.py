@@ -3,7 +3,7 @@
     python -m training.model_card
 
 Every number in the card comes from a file (``training/reports/metrics_*.json``,
-``external_*.json``, ``epochs_robust.jsonl``, ``training/split.json``, ``training/recipes.py`` and
+``external_*.json``, ``epochs_*.jsonl``, ``training/split.json``, ``training/recipes.py`` and
 the 1.x GPU logs ``runs/gpu/*.log``), so the card cannot drift from the evidence; nothing
 time-dependent is written, so re-rendering is byte-stable. The GPU logs are not in the repository:
 without them the 1.x training section is kept from the existing card as it is.
@@ -21,6 +21,7 @@ from training.augment import AugmentConfig, MriAugment
 from training.external import patient_rows
 from training.external_card import BEFORE, external_section, load_external, pooled
 from training.healthy import template_slices
+from training.lesions import LesionConfig
 from training.recipes import RECIPES, Recipe
 from training.split import SPLIT_FILE, load_split
 
@@ -32,6 +33,7 @@ MODELS = {"lite0": ROOT / "model_store/brain_tumor.safetensors",
           "baseline": ROOT / "model_store/baseline_cnn.safetensors"}
 TITLES = {"lite0": "EfficientNet-Lite0 (shipped)", "baseline": "From-scratch CNN (baseline)"}
 EPOCHS_ROBUST = REPORTS / "epochs_robust.jsonl"
+EPOCHS_LESIONS = REPORTS / "epochs_lesions.jsonl"
 TRAINING_1X = "## Training 1.x (from ImageNet, the starting point of 2.x)"
 TRAINABLE = {"head": "classifier head only (backbone frozen)",
              "top": "head + last two block stages + final 1x1 conv/BN",
@@ -214,22 +216,30 @@ def in_distribution_targets(lite0: dict) -> list[str]:
               ("cross-validated ECE", lite0["ece_after_cv"], 0.02, False)]
     parts = [f"{name} {value:.4f} ({'met' if (value >= bar if higher else value <= bar) else 'missed'}, "
              f"{'>=' if higher else '<='} {bar:g})" for name, value, bar, higher in checks]
-    return [("In-distribution bar of the 2.0 retraining: " + "; ".join(parts) + ". Glioma recall was 0.9774 for "
-             "1.1.0: glioma slices taken for meningioma remain the main in-distribution error. A polished model "
-             "that meets all four was measured and not shipped, because it finds fewer tumours on other "
-             "collections' scans (\"Robust fine-tune\", below)."), ""]
+    return [("In-distribution bar of the 2.x retraining: " + "; ".join(parts) + ". 2.0.0 met the accuracy bar "
+             "(99.04%, macro-F1 0.9899, glioma recall 0.9736); 2.1 gives up 2 validation slices for many fewer "
+             "confident `notumor` answers on other collections' tumours (\"Lesion fine-tune\", below). Glioma "
+             "slices taken for meningioma remain the main in-distribution error. A polish of 2.0 that meets all four "
+             "was measured and not shipped, because it finds fewer tumours on other collections' scans "
+             "(\"Robust fine-tune\", below)."), ""]
 
 
-def robust_section(epochs_file: Path) -> list[str]:
-    """The 2.x fine-tune: recipe, augmentation, the added template, and its per-epoch log."""
-    recipe = RECIPES["robust"]
-    phase = recipe.phases[0]
+def epoch_table(epochs_file: Path) -> tuple[list[str], float]:
+    """A per-epoch log as a table (the exported epoch, lowest validation loss, marked) and its minutes."""
     records = [json.loads(line) for line in epochs_file.read_text().splitlines()] if epochs_file.is_file() else []
     best = min(records, key=lambda r: r["val_loss"]) if records else None
     rows = [(r["epoch"], f"{r['train_loss']:.4f}", _pct(r["train_acc"]), f"{r['val_loss']:.4f}", _pct(r["val_acc"]),
              "**exported**" if r is best else "") for r in records]
     minutes = read_log(epochs_file).minutes if records else 0.0
-    return [f"## Robust fine-tune ({recipe.name} recipe, model 2.x)", "",
+    return _table(("epoch", "train loss", "train acc (augmented)", "val loss", "val acc", ""), rows), minutes
+
+
+def robust_section(epochs_file: Path) -> list[str]:
+    """The 2.0 fine-tune: recipe, augmentation, the added template, and its per-epoch log."""
+    recipe = RECIPES["robust"]
+    phase = recipe.phases[0]
+    table, minutes = epoch_table(epochs_file)
+    return [f"## Robust fine-tune ({recipe.name} recipe, model 2.0)", "",
             ("Model 1.1.0 scored 99% on the validation split and failed on real patients' scans from other "
              "collections (\"External validation\" above): the data set's classes come from different collections, "
              "so scanner style, sequence and framing separated them better than the tumour did. 2.0 is 1.1.0 "
@@ -243,10 +253,38 @@ def robust_section(epochs_file: Path) -> list[str]:
              "sequences'. No other packaged scan and nothing from `../shared/data/external` is trained on;"),
             "- the validation split, the exported-epoch rule (lowest validation loss) and the calibration are as for 1.x.",
             "",
-            (f"Trained on the 2-core development CPU (fp32; `make train`, resumable with `--resume`) in "
-             f"{minutes:.0f} minutes. Per-epoch log, `training/reports/epochs_robust.jsonl`:"), "",
-            *_table(("epoch", "train loss", "train acc (augmented)", "val loss", "val acc", ""), rows), "",
-            *ROBUST_NOTES, ""]
+            (f"Trained on the 2-core development CPU (fp32; `python -m training.train --model robust`, resumable "
+             f"with `--resume`) in {minutes:.0f} minutes. Per-epoch log, `training/reports/epochs_robust.jsonl`:"), "",
+            *table, "", *ROBUST_NOTES, ""]
+
+
+def lesion_section(epochs_file: Path) -> list[str]:
+    """The 2.1 fine-tune: synthetic masses in tumour-free slices, and its per-epoch log."""
+    recipe, c = RECIPES["robust-lesions"], LesionConfig()
+    phase = recipe.phases[0]
+    table, minutes = epoch_table(epochs_file)
+    return [f"## Lesion fine-tune ({recipe.name} recipe, model 2.1)", "",
+            ("2.0 still answered `notumor`, often at 0.9 or more, on slices through a visible lesion on other "
+             "collections' scans (the BraTS FLAIR, the TCGA volume): the data set's tumours are mostly "
+             "post-contrast T1 from other collections than its tumour-free slices, so \"a mass in this slice\" "
+             "was never taught apart from \"this collection's look\". 2.1 is 2.0 fine-tuned end to end "
+             f"(`make train`) for {phase.epochs} epochs at peak LR {phase.lr:g} (AdamW, one-cycle, batch "
+             f"{recipe.batch_size}, label smoothing {recipe.label_smoothing:g}, loss weighted by inverse class "
+             "frequency), with the 2.0 augmentation and template and one addition (`training/lesions.py`):"), "",
+            (f"- synthetic masses: {c.p:.0%} of the tumour-free slices (data set and template) get one mass inside "
+             f"the brain and the label `glioma`, the data set's intra-axial tumour class: an irregular, elongated "
+             f"outline of {c.radius[0]:.0%}-{c.radius[1]:.0%} of the image side; a bright rim round a dark core "
+             f"(p = {c.ring_p:g}) or a homogeneous mass, bright (p = {c.bright_p:g}) or dark, at "
+             f"{c.bright[0]:g}-{c.bright[1]:g} or {c.dark[0]:g}-{c.dark[1]:g} times the brain's median grey, "
+             f"mottled; an oedema halo (p = {c.halo_p:g}); tissue pushed aside by up to {c.mass_effect:g} mass "
+             "radii; nothing painted on skull, scalp or air. The style randomisation runs afterwards, so a mass "
+             "is re-toned with its slice as another sequence would show it;"),
+            ("- nothing from `../shared/data/external` was trained on or used to choose the settings; the masses' "
+             "looks were written from the by-eye reading of the failures (bright on FLAIR, dark on T1, ring "
+             "enhancement), so the external numbers are not blind to the failure they target."), "",
+            (f"Trained on the 2-core development CPU in {minutes:.0f} minutes from 2.0.0 (commit 94440ed's "
+             "`model_store/brain_tumor.safetensors`). Per-epoch log, `training/reports/epochs_lesions.jsonl`:"), "",
+            *table, "", *LESION_NOTES, ""]
 
 
 # What was tried on the way to 2.0 and what it showed (measured on the validation split and the
@@ -279,6 +317,30 @@ ROBUST_NOTES = [
 ]
 
 
+# What was tried on the way to 2.1 (validation split and external set, scored as shipped).
+LESION_NOTES = [
+    ("Against 2.0.0: validation accuracy 98.86% against 99.04%, macro-F1 0.9882 against 0.9899, glioma recall "
+     "97.74% against 97.36%; on the external patient volumes tumour slices called a tumour 206/239 (86%) against "
+     "143/239 (60%), tumour slices answered `notumor` >= 0.9 7 against 42 (5 against 15 with `in_domain: true`), "
+     "tumour-free slices called a tumour with `in_domain: true` 42/200 against 37/200, slices outside the domain "
+     "49% against 55%. 2.1 was shipped because it removes most of the worst answer, a confident `notumor` on a "
+     "visible tumour, for 0.18 points of validation accuracy (2 slices of 1,142); the in-distribution accuracy "
+     "bar, which 2.0.0 met, is now missed. The TCGA volume is still answered badly (its lesion is small on "
+     "the 5.5 mm slices; its skull-base slices are still called `pituitary`)."), "",
+    "Tried and measured on the way:", "",
+    ("- the same recipe with fainter, smaller and more frequent masses (20% of tumour-free slices, 4%-14% of the "
+     "side, 1.4-2.3 or 0.45-0.8 times the brain's grey), 2026-12-01: validation accuracy 98.60%, macro-F1 "
+     "0.9856; external sensitivity 205/239, `notumor` >= 0.9 on tumour slices 7 (4 in domain), 4 of 8 volumes "
+     "meeting their targets (2.1: 2), but 62% of the slices outside the domain (2.1: 49%). A mass too faint "
+     "to see but labelled `glioma` is label noise, the likely reason; the visible masses of 2.1 cost less on "
+     "the validation split and flag fewer external slices."),
+    ("- no healthy head MRI with skull at skull-base level ships in a package here (nilearn's template is "
+     "skull-stripped; dipy's and pydicom-data's head scans are 4 mm or 64x64; nibabel, scikit-image, antspyx "
+     "and the NiiVue npm package ship none), so the skull-base false alarms of the TCGA volume had nothing to "
+     "learn from."),
+]
+
+
 def mri_check_section(metrics: dict[str, dict], external: dict | None, before: dict | None) -> list[str]:
     limits, framing = PixelLimits(), HeadFraming()
     external_flags = _external_not_mri(external, before)
@@ -291,16 +353,17 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None, before: d
             (f"1. pixel checks: colour images (mean |channel - grey| > {limits.max_colourfulness:g}), blank "
             f"images (grey-level std < {limits.min_contrast:g}) and bright backgrounds (mean of the border frame > "
             f"{limits.max_border_brightness:g}) are flagged;"),
-            ("2. nearest training slice: the Lite0 pooled features (1,280-d) of what 2.0 was trained on (the 4,566 "
+            ("2. nearest training slice: the Lite0 pooled features (1,280-d) of what 2.x is trained on (the 4,566 "
              "training slices and the template's slices, once as they are and once style-randomised as in "
-             "training), made unit-length and projected on 128 PCA components, are the reference bank; an image's "
+             "training; not the synthetic masses of 2.1), made unit-length and projected on 128 PCA components, are the reference bank; an image's "
              "score is its cosine distance to its 10th nearest bank slice (deep nearest neighbours), and the "
              "threshold is the 99.8th percentile of the bank's own leave-self-out distances. Bank and thresholds "
              "are stored in the shipped weight file." + measured),
             (f"3. head framing: a slice framed like a head on a scanner's dark background (at least "
              f"{framing.min_dark_side:.0%} background in each side's frame, at least {framing.min_bright:.0%} of the "
              f"image bright, filling at least {framing.min_fill:.0%} of its bounding box) is not ruled out by the "
-             "distance alone: past the far limit it is answered `in_domain: false`, not `is_mri: false`. Grey "
+             "distance alone: past the far limit it is answered `in_domain: false`, not `is_mri: false`. Measured "
+             "on 2.0.0, for which the rule was written: grey "
              "photos and brain MRI unlike the training slices lie at the same distances (the photos of the photo "
              "test at 0.19-0.59, the external patient slices up to 0.53, the far limit at 0.47): by the distance "
              "alone the check flagged 29 of the 494 external patient slices (6%), every one a slice through the "
@@ -313,8 +376,8 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None, before: d
              "field fills 11% of its extent), but the external number is not an untouched measurement. The price: "
              "a picture of one object on black is framed, and gets `in_domain: false` instead of `is_mri: false`."),
             (f"4. measured on the external patient slices (never in the bank): {external_flags}. Through the "
-             "handler 31 of 38 non-MRI pictures are flagged `is_mri: false` (1.1.0: 37), and 36 of 38 get no "
-             "reliable answer (`is_mri: false` or `in_domain: false`; missed: coins and a cell micrograph) "
+             "handler 33 of 38 non-MRI pictures are flagged `is_mri: false` (1.1.0: 37, 2.0.0: 31), and 37 of 38 get no "
+             "reliable answer (`is_mri: false` or `in_domain: false`; missed: coins) "
              "(`tests/test_handler_unit.py::test_not_mri_check_flags_photos_and_passes_real_mris`)."),
             ("5. DICOM header: a file whose Modality is not MR (or a secondary capture, which may hold any "
             f"picture), whose BodyPartExamined is not a head term ({', '.join(sorted(BRAIN_BODY_PARTS))}), or whose "
@@ -363,13 +426,15 @@ def domain_section(metrics: dict[str, dict]) -> list[str]:
              "verdict. It is the same neighbour distance as the not-MRI check with a nearer limit: the 95th "
              "percentile of the bank's leave-self-out distances, fixed before any external slice was scored." + measured),
             "",
-            ("Four banks x four limits were compared on the external set afterwards (so the external numbers of this "
-             "flag are not untouched): with the 95th percentile it leaves 55% of the external patient slices "
-             "outside the domain (target <= 25%); at the 99th, 23%, but then 37 instead of 15 tumour slices are "
-             "answered `notumor` >= 0.9 with `in_domain: true`. The 95th was kept: on these scans the model is "
-             "often wrong, and saying so is the honest answer. The distance catches a different style better "
-             "than a wrong answer: on the TCGA volume, whose answers are the worst, it flags fewer slices than "
-             "on the BraTS one."), ""]
+            ("Four banks x four limits were compared on the external set afterwards for 2.0.0 (so the external "
+             "numbers of this flag are not untouched): with the 95th percentile it left 55% of the external patient "
+             "slices outside the domain (target <= 25%); at the 99th, 23%, but then 37 instead of 15 tumour slices "
+             "were answered `notumor` >= 0.9 with `in_domain: true`. For 2.1.0 the 95th leaves 49% outside; the "
+             "99th would leave 14%, with 7 instead of 5 such slices, but 66 instead of 42 of the 200 tumour-free "
+             "slices called a tumour with `in_domain: true` (33%, against the 20% target). The 95th was kept: on "
+             "these scans the model is often wrong, and saying so is the honest answer. The distance catches a "
+             "different style better than a wrong answer: on the TCGA volume, whose answers are the worst, it "
+             "flags fewer slices than on the BraTS one."), ""]
 
 
 def intended_use_section() -> list[str]:
@@ -390,8 +455,8 @@ def limits_section() -> list[str]:
             ("- **The official test split was not used here:** every number above comes from the held-out part "
             "of the dataset's `Training/` folder, not from its published `Testing/` folder."),
             ("- **Single dataset:** one public collection assembled from a few sources, with unknown scanners, "
-            "sequences, patients and demographics. Measured on scans from two other collections, where 2.0 misses "
-            "its targets: see \"External validation\" above. The external set is two patients: it can show a "
+            "sequences, patients and demographics. Measured on scans from two other collections, where the model "
+            "misses its targets: see \"External validation\" above. The external set is two patients: it can show a "
             "failure, not prove that a model generalises."),
             ("- **2D slices only:** each slice is classified on its own; no volumes, no sequence information, no "
             "localisation or grading. Four classes only: any other pathology is forced into one of them."),
@@ -399,7 +464,8 @@ def limits_section() -> list[str]:
 
 
 def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -> str:
-    external, before = load_external(REPORTS), load_external(REPORTS, BEFORE)  # the shipped model's, 1.1.0's
+    external = load_external(REPORTS)  # the shipped model's
+    before = [report for report in (load_external(REPORTS, name) for name in BEFORE) if report]  # 1.1.0's, 2.0.0's
     lines = ["# Model card: NeuroScan brain-MRI tumour classifier", "",
              ("> **NeuroScan is NOT a medical device.** It is not cleared or approved by any regulator (FDA, CE/MDR "
              "or other), it has not been clinically validated, and its output must not be used to diagnose, "
@@ -407,20 +473,22 @@ def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -
              "Four-class classifier of 2D brain MRI slices (" + ", ".join(CLASSES) + "). The shipped model is an "
              "ImageNet-pretrained EfficientNet-Lite0 fine-tuned on a public dataset (1.x), then fine-tuned again "
              "with style randomisation and a packaged healthy template so that scanner, sequence and framing stop "
-             "deciding its answers (2.x); a from-scratch CNN is kept as a baseline for comparison. Rendered by "
+             "deciding its answers (2.0), and with synthetic masses in tumour-free slices so that a lesion in an "
+             "unfamiliar look is still a tumour (2.1); a from-scratch CNN is kept as a baseline for comparison. Rendered by "
              "`python -m training.model_card` from `training/reports/metrics_*.json`, "
-             "`training/reports/external_*.json`, `training/reports/epochs_robust.jsonl`, `training/split.json` "
+             "`training/reports/external_*.json`, `training/reports/epochs_*.jsonl`, `training/split.json` "
              "and, for the 1.x training section, `runs/gpu/*.log` (kept from the card when those logs are absent).",
              "",
              *summary_section(metrics), *in_distribution_targets(metrics["lite0"]), *per_class_section(metrics),
              *external_section(external, metrics["lite0"]["accuracy"], before), *data_section(split_path),
-             *training_1x, *robust_section(EPOCHS_ROBUST), *mri_check_section(metrics, external, before),
+             *training_1x, *robust_section(EPOCHS_ROBUST), *lesion_section(EPOCHS_LESIONS),
+             *mri_check_section(metrics, external, before[0] if before else None),
              *intended_use_section(),
              *limits_section(),
              "## Reproduce", "", "```",
              "make eda                      # training/reports/eda.md",
              "make train-imagenet           # 1.x: split, both trainings from ImageNet / scratch (GPU recommended)",
-             "make train                    # 2.x: robust fine-tune of the shipped model on the CPU, export, int8",
+             "make train                    # 2.1: lesion fine-tune of the shipped model on the CPU, export, int8",
              "make evaluate                 # the numbers above from the committed weights, external included",
              "python -m training.model_card # this file", "```", ""]
     return "\n".join(lines)

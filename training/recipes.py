@@ -30,6 +30,8 @@ class Recipe:
     # Weight the loss by inverse class frequency, so every class counts alike (the template makes
     # no-tumour the largest class).
     balanced: bool = False
+    # Paint synthetic masses into some tumour-free slices, labelled glioma (training/lesions.py).
+    lesions: bool = False
 
 
 RECIPES: dict[str, Recipe] = {
@@ -51,6 +53,11 @@ RECIPES: dict[str, Recipe] = {
     # and finds fewer tumours on the external volumes (MODEL_CARD.md, "Robust fine-tune").
     "robust-polish": Recipe("robust-polish", (Phase("all", 3, 1e-4, "all"),),
                             start_from="model_store/brain_tumor.safetensors", healthy_template=True, balanced=True),
+    # 2.1 (shipped): 2.0 polished as above with synthetic masses painted into some tumour-free slices
+    # (training/lesions.py), so a lesion in another sequence's look is a tumour (MODEL_CARD.md).
+    "robust-lesions": Recipe("robust-lesions", (Phase("all", 3, 1e-4, "all"),),
+                             start_from="model_store/brain_tumor.safetensors", healthy_template=True, balanced=True,
+                             lesions=True),
     "baseline": Recipe("baseline", (Phase("all", 30, 2e-3, "all"),), batch_size=64, patience=8),
 }
 

@@ -32,6 +32,7 @@ from training.augment import MriAugment
 from training.baseline import BaselineCNN
 from training.data import DEFAULT_ROOT, MriDataset
 from training.healthy import template_samples
+from training.lesions import LesionSynthesis
 from training.recipes import RECIPES, trainable_parameters
 from training.split import SPLIT_FILE, load_split
 
@@ -125,7 +126,7 @@ class Trainer:
         start_from = args.start_from or (ROOT / recipe.start_from if recipe.start_from else None)
         self.model = build_model(args.model, args.init, start_from).to(self.device)
         self._load_data()
-        weight = class_balance(self.train_set.labels) if recipe.balanced else None
+        weight = class_balance(self.train_set.labels, self.lesions) if recipe.balanced else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing).to(self.device)
         self.state = {"phase": 0, "epoch": 0, "best_loss": float("inf"), "stale": 0, "history": []}
         # Optimiser/scheduler state read by --resume, applied when that phase's optimiser exists.
@@ -141,7 +142,8 @@ class Trainer:
         if self.args.limit:
             train, val = train[:: max(1, len(train) // self.args.limit)], val[:: max(1, len(val) // self.args.limit)]
         extra = template_samples() if self.recipe.healthy_template else []
-        self.train_set = MriDataset(train, MriAugment(), extra)
+        self.lesions = LesionSynthesis() if self.recipe.lesions else None
+        self.train_set = MriDataset(train, MriAugment(), extra, relabel=self.lesions)
         self.val_set = MriDataset(val)
         distributed = self.world > 1
         self.train_sampler = DistributedSampler(self.train_set, seed=self.args.seed) if distributed else None
@@ -286,9 +288,14 @@ class Trainer:
             tqdm.write(message)
 
 
-def class_balance(labels: list[int]) -> torch.Tensor:
-    """Inverse class frequencies, scaled so a balanced data set would weigh every sample 1."""
+def class_balance(labels: list[int], lesions: LesionSynthesis | None = None) -> torch.Tensor:
+    """Inverse class frequencies, scaled so a balanced data set would weigh every sample 1.
+
+    With synthetic masses the frequencies are the expected ones after relabelling.
+    """
     counts = torch.bincount(torch.tensor(labels), minlength=len(CLASSES)).float()
+    if lesions is not None:
+        counts = lesions.expected_counts(counts)
     return counts.sum() / (len(CLASSES) * counts)
 
 
