@@ -317,7 +317,8 @@ async def test_the_real_worker_s_results_show_on_the_study_page(pacs_connected, 
                                                                 tmp_path, user: User) -> None:
     """The whole path: the PACS, the PACS worker and TorchServe write what the dashboard then shows;
     the slices come from the PACS by Orthanc's REST API or, for the DICOMweb kind, by WADO-RS."""
-    made = mr_study(4, label="glioma", accession=f"WRK{time.monotonic_ns() % 10**8}")
+    # dated today: the DICOMweb kind's poller lists the studies of the last lookback_days
+    made = mr_study(4, label="glioma", date=f"{date.today():%Y%m%d}", accession=f"WRK{time.monotonic_ns() % 10**8}")
     store_in_orthanc(orthanc, made)
     worker = start_worker(tmp_path / "worker", orthanc, torchserve, results_db=pacs_connected.study_results,
                           **pacs_kind)

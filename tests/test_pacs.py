@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -244,6 +244,7 @@ def test_a_pacs_with_dicomweb_alone_is_polled_and_gets_its_reports(orthanc, torc
     polling, read by WADO-RS and gets its SR by STOW-RS; the SR and PDF it adds make the study
     change once more, which must not bring a second pair of reports."""
     study = study_attributes(accession="ACC-DICOMWEB")
+    study.StudyDate = f"{date.today():%Y%m%d}"  # the poller lists the studies of the last lookback_days
     series = mr_series(study, val_images["glioma"][:GLIOMA_SLICES], 1, "AX T1 POST")
     worker = start_worker(tmp_path / "w", orthanc, torchserve, pacs_kind="dicomweb",
                           pacs_url=f"{orthanc.url}/dicom-web", stable_age_s="1", dicomweb_poll_s="0.5")
