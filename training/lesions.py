@@ -33,8 +33,9 @@ class LesionConfig:
     min_brain_share: float = 0.15  # slices with less brain than this of the image get none
     ring_p: float = 0.3  # bright rim round a dark core (else homogeneous)
     bright_p: float = 0.7  # of the homogeneous ones: brighter than the brain (else darker)
-    # Grey levels as multiples of the brain's median: far enough from 1 that every mass is visible,
-    # so the glioma label is never put on a slice that still looks tumour-free.
+    # Grey levels as multiples of the brain's median, far enough from 1 that a mass is visible before
+    # the style randomisation: a glioma label on a slice that still looks tumour-free is label noise
+    # (fainter masses cost more validation accuracy, MODEL_CARD.md).
     bright: tuple[float, float] = (1.6, 2.4)
     dark: tuple[float, float] = (0.35, 0.65)
     halo_p: float = 0.5  # a fainter oedema halo round the mass
