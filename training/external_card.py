@@ -41,7 +41,7 @@ def pooled(rows: list[dict]) -> dict[str, int]:
     return {key: sum(row[key] for row in rows) for key in keys}
 
 
-def _share(part: int, whole: int) -> str:
+def count_share(part: int, whole: int) -> str:
     return f"{part}/{whole} ({part / whole:.0%})" if whole else f"{part}/0"
 
 
@@ -62,16 +62,16 @@ def verdict(report: dict, val_accuracy: float) -> list[str]:
     volumes = sorted({row["volume"] for row in patients})
     lines = [lead, "",
              (f"On {len(patients)} sequences of {len(volumes)} patients with a brain tumour ({', '.join(volumes)}), it "
-              f"called {_share(totals['tumour_called_tumour'], totals['tumour_slices'])} of the slices that show the "
-              f"tumour a tumour, and {_share(totals['tumour_free_called_tumour'], totals['tumour_free_slices'])} of the "
+              f"called {count_share(totals['tumour_called_tumour'], totals['tumour_slices'])} of the slices that show the "
+              f"tumour a tumour, and {count_share(totals['tumour_free_called_tumour'], totals['tumour_free_slices'])} of the "
               f"slices without one a tumour (as {invented_text}); "
-              f"{_share(totals['tumour_free_called_tumour_in_domain'], totals['tumour_free_slices'])} were called a "
+              f"{count_share(totals['tumour_free_called_tumour_in_domain'], totals['tumour_free_slices'])} were called a "
               f"tumour with `in_domain: true`. {totals['confident_notumor_on_tumour']} slices showing the tumour were "
               f"answered `notumor` at {CONFIDENT:g} or more, {totals['confident_notumor_on_tumour_in_domain']} of them "
               f"with `in_domain: true`. {share:.0%} of the patient brain slices were answered `in_domain: false` or "
               f"`is_mri: false` (target <= {MAX_FLAGGED_SHARE:.0%}{_over(share, MAX_FLAGGED_SHARE)}); the not-MRI "
               "check alone flagged "
-              f"{_share(totals['flagged_not_mri'], totals['brain_slices'])}. Compare {val_accuracy:.1%} accuracy on the "
+              f"{count_share(totals['flagged_not_mri'], totals['brain_slices'])}. Compare {val_accuracy:.1%} accuracy on the "
               "validation split, which comes from the training collection."), ""]
     if failing:
         lines += [("Targets missed, and by how much (per volume: sensitivity >= "
@@ -115,7 +115,7 @@ MEANING = [
 
 
 def _change(rows: list[dict], part: str, whole: str | None = None) -> str:
-    return " -> ".join(_share(row[part], row[whole]) if whole else str(row[part]) for row in rows)
+    return " -> ".join(count_share(row[part], row[whole]) if whole else str(row[part]) for row in rows)
 
 
 def comparison(before: Sequence[dict], after: dict) -> list[str]:
