@@ -6,11 +6,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from neuroscan.classes import NO_TUMOUR
 from neuroscan.weights import load_weights
 from training import external
 from training.external_card import external_section, pooled
+from training.external_coverage import NOTUMOR, TrainingNeighbours
 from training.external_metrics import (
     SliceResult,
     flagged_share,
@@ -29,6 +32,7 @@ from training.external_volumes import (
     load_nifti,
     radiological_slice,
 )
+from training.split import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "data" / "external"
@@ -260,3 +264,48 @@ def test_card_gives_each_patient_series_its_verdict():
     report["volumes"][0]["series"].update(key_slices=[10, 11], key_slices_on_tumour=0)
     section = "\n".join(external_section(report, 0.99))
     assert "In 1 of them (v/t1) none of the key slices" in section and "| 10-11 | 0 of 2 |" in section
+
+
+def unit(rows: list[list[float]]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows), dim=1)
+
+
+def test_training_coverage_is_the_notumor_share_of_the_nearest_training_slices():
+    neighbours = TrainingNeighbours(unit([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), torch.tensor([NOTUMOR, NOTUMOR, 0, 3]),
+                                    k=2)
+    assert neighbours.base_rate == 0.5
+    assert neighbours.notumor_share_of_features(unit([[1, 0.05], [0.05, 1], [0.7, 0.7]])) == [1.0, 0.0, 0.5]
+    with pytest.raises(ValueError):
+        neighbours.notumor_share([np.zeros((8, 8), np.uint8)])  # no feature extractor to look with
+
+
+def test_look_neighbours_of_real_slices_are_of_their_own_kind(mri_root):
+    """The ImageNet features (never trained on these labels) find the training slices a slice looks like:
+    a validation slice's nearest training slices are almost all of its own kind, since the data set's
+    classes come from different collections; so the coverage measure sees what the data set holds."""
+    split = load_split()
+    neighbours = TrainingNeighbours.from_samples(split.samples(mri_root, "train")[::6])
+    val = split.samples(mri_root, "val")[::25]
+    shares = neighbours.notumor_share([np.asarray(Image.open(s.path).convert("L")) for s in val])
+    healthy = [share for share, s in zip(shares, val) if s.label == NOTUMOR]
+    tumour = [share for share, s in zip(shares, val) if s.label != NOTUMOR]
+    print(f"tumour-free neighbours: {np.mean(healthy):.0%} of a healthy slice's, {np.mean(tumour):.0%} of a tumour slice's")
+    assert len(healthy) >= 10 and len(tumour) >= 30
+    assert np.mean(healthy) > 0.6 and np.mean(tumour) < 0.1
+
+
+def test_card_says_whether_the_errors_lie_where_the_data_set_lacks_their_kind():
+    report = card_report(3)  # 3 hits, 7 misses, 2 tumour-free slices called pituitary
+    for s in report["volumes"][0]["per_slice"]:
+        s["notumor_neighbours"] = {"no": 0.05, "yes": 0.9 if s["label"] == NO_TUMOUR else 0.3}[s["reading"]]
+    assert "Where the errors lie" not in "\n".join(external_section(report, 0.99))  # not measured, not shown
+    report["training_notumor_share"] = 0.3
+    section = "\n".join(external_section(report, 0.99))
+    assert "The false alarms of v/t1 lie where the data set holds under half its share" in section
+    assert "| v/t1 | 2: 5% | 0 | 3: 30% | 7: 90% |" in section
+    assert "Tumour slices answered `notumor` have 90% tumour-free neighbours, those called a tumour 30%" in section
+    assert "the misses lie where tumours like these are scarce" in section
+    for s in report["volumes"][0]["per_slice"]:
+        s["notumor_neighbours"] = 0.3
+    section = "\n".join(external_section(report, 0.99))
+    assert "The false alarms of" not in section and "coverage does not explain them" in section

@@ -11,7 +11,10 @@ would give, up to its int8 backend), over every brain slice of every patient vol
 packaged brain MRI, and scores them against ``training/external_reference.csv``.
 
 Writes ``training/reports/external_<name>.json`` (per volume and per slice) and ``.md`` (table).
-Nothing here trains or tunes on these volumes: they are a measuring instrument only.
+With the training images at hand (``--data``) each slice also gets the share of ``notumor`` among
+the training slices that look most like it (:mod:`training.external_coverage`): whether the data
+set holds anything to learn the right answer from. Nothing here trains or tunes on these volumes:
+they are a measuring instrument only.
 """
 
 import argparse
@@ -35,6 +38,8 @@ from neuroscan.mri_check import (
 )
 from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
+from training.data import DEFAULT_ROOT
+from training.external_coverage import TrainingNeighbours
 from training.external_metrics import (
     MAX_FLAGGED_SHARE,
     REFERENCE_FILE,
@@ -52,6 +57,7 @@ from training.external_sources import (
     patient_volumes,
 )
 from training.external_volumes import Volume, is_brain_slice
+from training.split import load_split
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "training" / "reports"
@@ -80,12 +86,15 @@ class Classifier:
                 for p, px, outlier, away in zip(probabilities, batch, outliers, outside)]
 
 
-def score_volume(classifier: Classifier, volume: Volume, reference: list[str]) -> dict:
-    """Per-slice answers on the brain slices of one volume, their summary and the series verdict."""
+def score_volume(classifier: Classifier, volume: Volume, reference: list[str],
+                 neighbours: TrainingNeighbours | None = None) -> dict:
+    """Per-slice answers on the brain slices of one volume, their summary and the series verdict; with
+    ``neighbours``, also how much of the training set that looks like each slice is tumour-free."""
     brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
     answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
-    results = [SliceResult(k, reference[k], max(p, key=p.get), max(p.values()), reason, domain, p)
-               for k, (p, reason, domain) in zip(brain, answers)]
+    shares = neighbours.notumor_share([volume.slices[k] for k in brain]) if neighbours and brain else []
+    results = [SliceResult(k, reference[k], max(p, key=p.get), max(p.values()), reason, domain, p, share)
+               for k, (p, reason, domain), share in zip(brain, answers, shares or [None] * len(brain))]
     return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
             "slices": len(volume.slices), **summarise(results), "series": series_verdict(results),
             "per_slice": [result.__dict__ for result in results]}
@@ -104,19 +113,31 @@ def patient_rows(report: dict) -> list[dict]:
 
 
 def run(weights: Path, external: Path, reference_file: Path = REFERENCE_FILE,
-        packaged: bool = True) -> dict:
-    """Score every patient volume under ``external`` (and the packaged MRI) with ``weights``."""
+        packaged: bool = True, data: Path | None = None) -> dict:
+    """Score every patient volume under ``external`` (and the packaged MRI) with ``weights``; with the
+    training images at ``data``, each slice's training coverage too (:mod:`training.external_coverage`)."""
     reference = read_reference(reference_file)
     classifier = Classifier(weights)
+    sources = volume_sources(external, reference, packaged)
+    neighbours = training_neighbours(data) if data else None
     rows = []
-    for volume, from_package in volume_sources(external, reference, packaged):
+    for volume, from_package in sources:
         key = (volume.volume, volume.sequence)
         if key not in reference:
             raise ValueError(f"{volume.volume}/{volume.sequence} has no rows in {reference_file.name}")
-        row = score_volume(classifier, volume, readings(reference[key], len(volume.slices)))
+        row = score_volume(classifier, volume, readings(reference[key], len(volume.slices)), neighbours)
         rows.append({"packaged": from_package, **row})
+    coverage = {"training_notumor_share": neighbours.base_rate} if neighbours else {}
     return {"model_version": classifier.meta.version, "weights": weights.name, "reference": reference_file.name,
-            "volumes": rows}
+            **coverage, "volumes": rows}
+
+
+def training_neighbours(data: Path) -> TrainingNeighbours | None:
+    """The training split's look features, or None (said in one line) when the images are not at ``data``."""
+    if not data.is_dir():
+        print(f"training images not at {data}: the report leaves out what the training set holds near each slice")
+        return None
+    return TrainingNeighbours.from_samples(load_split().samples(data, "train"))
 
 
 def _cell(value: float | None, percent: bool = False) -> str:
@@ -174,13 +195,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--external", type=Path, default=DEFAULT_EXTERNAL,
                         help="folder of <volume>/<sequence>.nii.gz (default ../shared/data/external)")
     parser.add_argument("--reference", type=Path, default=REFERENCE_FILE)
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT,
+                        help="training images, for each slice's nearest training slices (left out when missing)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        report = run(args.weights, args.external, args.reference)
+        report = run(args.weights, args.external, args.reference, data=args.data)
     except ExternalDataMissing as exc:
         sys.exit(str(exc))
     for path in write_report(report, args.name):

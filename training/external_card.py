@@ -175,6 +175,70 @@ def series_section(report: dict) -> list[str]:
              f"would be a wrong reassurance.{chance}"), "", *lines, ""]
 
 
+# Slice outcomes whose training neighbourhoods the card compares: (reference reading, called a tumour).
+OUTCOMES = {"false alarms": ("no", True), "right `notumor`": ("no", False), "hits": ("yes", True),
+            "misses": ("yes", False)}
+
+
+def neighbour_shares(slices: list[dict]) -> dict[str, list[float]]:
+    """Per outcome, the measured ``notumor_neighbours`` of ``slices`` (per-slice rows of a report)."""
+    shares: dict[str, list[float]] = {name: [] for name in OUTCOMES}
+    for s in slices:
+        outcome = next((name for name, (reading, tumour) in OUTCOMES.items()
+                        if s["reading"] == reading and (s["label"] != NO_TUMOUR) == tumour), None)
+        if outcome and s.get("notumor_neighbours") is not None:
+            shares[outcome].append(s["notumor_neighbours"])
+    return shares
+
+
+def coverage_section(report: dict) -> list[str]:
+    """Whether the model errs where the data set has nothing to learn the right answer from: the tumour-free
+    share of each slice's nearest training slices (training/external_coverage.py), by outcome."""
+    base = report.get("training_notumor_share")
+    if base is None:
+        return []
+    patients = patient_rows(report)
+    per_volume = [(f"{row['volume']}/{row['sequence']}", neighbour_shares(row["per_slice"])) for row in patients]
+    pooled_shares = neighbour_shares([s for row in patients for s in row["per_slice"]])
+    header = ("volume", *(f"{name}: slices, tumour-free neighbours" for name in OUTCOMES))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [f"| {name} | " + " | ".join(_share_cell(shares[o]) for o in OUTCOMES) + " |"
+              for name, shares in [*per_volume, ("**all**", pooled_shares)]]
+    starved = [name for name, shares in per_volume if shares["false alarms"] and _mean(shares["false alarms"]) < base / 2]
+    return [("**Where the errors lie** (for each slice, the share of tumour-free slices among the 10 training slices "
+             "that look most like it, by the features of the ImageNet-pretrained Lite0, which never saw these labels: "
+             "the neighbours follow sequence, level and framing, not the shipped model's answer; "
+             f"`training/external_coverage.py`; {base:.0%} of all training slices are tumour-free). "
+             f"{_alarms_text(pooled_shares, starved)} {_misses_text(pooled_shares)}"), "", *lines, ""]
+
+
+def _alarms_text(shares: dict[str, list[float]], starved: list[str]) -> str:
+    text = (f"Healthy slices called a tumour have {_mean(shares['false alarms']):.0%} tumour-free neighbours, those "
+            f"answered `notumor` {_mean(shares['right `notumor`']):.0%}.")
+    if starved:
+        text += (f" The false alarms of {', '.join(starved)} lie where the data set holds under half its share of "
+                 "tumour-free slices: nearly every training slice that looks like them carries a tumour label, so "
+                 "the answer repeats what the data set teaches; tumour-free scans of that kind would be needed, "
+                 "more training on this data set cannot supply them.")
+    return text
+
+
+def _misses_text(shares: dict[str, list[float]]) -> str:
+    misses, hits = _mean(shares["misses"]), _mean(shares["hits"])
+    text = f"Tumour slices answered `notumor` have {misses:.0%} tumour-free neighbours, those called a tumour {hits:.0%}"
+    if misses - hits > 0.15:
+        return text + ": the misses lie where tumours like these are scarce in the data set."
+    return text + ": the misses do not lie where the data set lacks tumours like them, so coverage does not explain them."
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _share_cell(values: list[float]) -> str:
+    return f"{len(values)}: {_mean(values):.0%}" if values else "0"
+
+
 def _ranges(indices: list[int]) -> str:
     """Slice numbers as runs: 3, 4, 5, 9 -> "3-5, 9"."""
     runs: list[list[int]] = []
@@ -237,4 +301,5 @@ def external_section(report: dict | None, val_accuracy: float, before: Sequence[
              f"`notumor` at >= {CONFIDENT:g}, all and `in_domain: true`; slices answered `in_domain: false` (the "
              "not-MRI ones included) and `is_mri: false`; the confidence of the wrong answers; the answers given; the "
              "per-volume targets missed. Per-slice answers: `training/reports/external_lite0.json`."), "",
-            *series_section(report), "Limits of this measurement:", "", *limits(patients), ""]
+            *series_section(report), *coverage_section(report), "Limits of this measurement:", "",
+            *limits(patients), ""]
