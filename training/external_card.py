@@ -208,7 +208,9 @@ def coverage_section(report: dict) -> list[str]:
     return [("**Where the errors lie** (for each slice, the share of tumour-free slices among the 10 training slices "
              "that look most like it, by the features of the ImageNet-pretrained Lite0, which never saw these labels: "
              "the neighbours follow sequence, level and framing, not the shipped model's answer; "
-             f"`training/external_coverage.py`; {base:.0%} of all training slices are tumour-free). "
+             f"`training/external_coverage.py`; {base:.0%} of all training slices are tumour-free). A low share "
+             "marks a gap in the data, not on its own an error: the comparison between outcomes says which errors "
+             "lie in one. "
              f"{_alarms_text(pooled_shares, starved)} {_misses_text(pooled_shares)}"), "", *lines, ""]
 
 

@@ -40,7 +40,7 @@ class TrainingNeighbours:
 
     @classmethod
     def from_samples(cls, samples: Sequence[Sample], k: int = 10) -> "TrainingNeighbours":
-        """Look features of every training sample (about a minute for the 4,566 on two CPU cores)."""
+        """Look features of every training sample (one to two minutes for the 4,566 on two CPU cores)."""
         model = create_imagenet_model()
         dataset = MriDataset(list(samples))
         features = torch.cat([look_features(model, x) for x, _ in DataLoader(dataset, batch_size=64)])
