@@ -366,20 +366,20 @@ LESION_NOTES = [
      "skull-stripped; dipy's and pydicom-data's head scans are 4 mm or 64x64; nibabel, scikit-image, antspyx "
      "and the NiiVue npm package ship none), so the skull-base false alarms of the TCGA volume had nothing to "
      "learn from."),
-    ("- a second round of the same recipe from 2.1.0 (4 epochs at peak LR 1e-4, 26 minutes on the CPU, "
+    ("- a second round of the same recipe from 2.1.0 (4 epochs at peak LR 1e-4, 23 minutes on the CPU, "
      "2026-12-06): no epoch is better on both sides. The lowest validation loss (epoch 2) gives 98.60% "
      "validation accuracy; the best accuracy (epoch 3, calibrated and scored as shipped) 98.95%, macro-F1 "
      "0.9891, glioma recall 98.11%, with external sensitivity 207/239, 36 instead of 42 tumour-free slices "
      "called a tumour with `in_domain: true`, but 6 instead of 5 tumour slices `notumor` >= 0.9 in domain and "
      "56% of the slices outside the domain (2.1.0: 49%). Averaging epoch 3 with 2.1.0 gives 98.86%, epochs "
-     "2-4 98.51%. In-distribution, these runs move by one or two of the 1,142 slices, about the distance to "
-     "the accuracy bar; not shipped."),
+     "2-4 98.51%. In-distribution its epochs end between one of the 1,142 slices better and three worse than "
+     "2.1.0, while the accuracy bar is two slices away; not shipped."),
     ("- synthetic skull and scalp round the template's slices: 2.1.0 already answers `notumor` on 39 of 40 such "
      "slices, so skull framing alone is not what it mistakes for a tumour, and nothing was trained on them. "
      "Matching a tumour-free slice's grey-level histogram to a tumour slice's (or the reverse) changes the "
-     "answer on 1-4 of 60 validation slices either way: the style randomisation already took the grey levels "
-     "away as a cue. What remains is what the slices show (\"What the training set holds near these slices\" "
-     "in External validation)."),
+     "answer on 0-4 of 60 validation slices either way: the style randomisation already took the grey levels "
+     "away as a cue. What remains is what the slices show (\"Where the errors lie\" in External "
+     "validation)."),
 ]
 
 
