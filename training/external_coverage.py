@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from neuroscan.classes import CLASSES, NO_TUMOUR
+from neuroscan.inference import logits_and_features
 from neuroscan.model import create_imagenet_model
 from neuroscan.preprocess import preprocess
 from training.data import MriDataset, Sample
@@ -66,6 +67,5 @@ class TrainingNeighbours:
 
 @torch.no_grad()
 def look_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Unit-length pooled features of the ImageNet model (before its classifier)."""
-    pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
-    return torch.nn.functional.normalize(pooled, dim=1)
+    """Unit-length pooled features of the ImageNet model (what its classifier reads)."""
+    return torch.nn.functional.normalize(logits_and_features(model, batch)[1], dim=1)
