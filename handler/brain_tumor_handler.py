@@ -16,7 +16,7 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.batch import Item
-from handler.explain import class_activation, heatmap_png
+from handler.explain import heatmap_png
 from handler.features import create_backend
 from handler.metrics import HandlerMetrics
 from handler.payload import request_bytes
@@ -24,6 +24,7 @@ from handler.settings import HandlerSettings
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES, NO_TUMOUR
 from neuroscan.imaging import ImageDecodeError, decode_image
+from neuroscan.inference import class_activation
 from neuroscan.mri_check import (
     NeighbourDistance,
     answer_reasons,

@@ -1,15 +1,9 @@
-"""Grad-CAM heatmaps as base64 PNGs.
-
-With global average pooling and a linear head, Grad-CAM's channel weights (the mean gradient
-of the class logit over each map) are exactly the head's weights divided by h*w, so the map
-is ReLU(sum_k w[class, k] * A_k): no backward pass, and it works on any feature backend.
-"""
+"""Grad-CAM heatmaps (:func:`neuroscan.inference.class_activation`) as base64 PNGs."""
 
 import base64
 import io
 
 import numpy as np
-import torch
 from PIL import Image
 
 # Side of the heatmap PNG. The map has one value per cell of the 7x7 feature grid, so 8 pixels per
@@ -17,13 +11,6 @@ from PIL import Image
 # At the model's 224 pixels a heatmap cost 5.6 ms and 62 kB (base64) per slice, at 56 pixels 0.6 ms
 # and 8 kB: the PACS worker explains every slice of every series.
 HEATMAP_PIXELS = 56
-
-
-def class_activation(feature_map: torch.Tensor, weight: torch.Tensor, target: int) -> np.ndarray:
-    """Normalised [0, 1] Grad-CAM map (h, w) of one image's features for class ``target``."""
-    cam = torch.relu(torch.einsum("c,chw->hw", weight[target].float(), feature_map.float()))
-    peak = float(cam.max())
-    return (cam / peak).numpy() if peak > 0 else cam.numpy()
 
 
 def heatmap_png(cam: np.ndarray, size: int = HEATMAP_PIXELS) -> str:

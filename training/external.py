@@ -27,7 +27,7 @@ from PIL import Image
 
 from neuroscan.calibration import calibrated_probabilities
 from neuroscan.classes import CLASSES
-from neuroscan.inference import logits_and_features
+from neuroscan.inference import class_activation, head_outputs
 from neuroscan.model import load_trained_model
 from neuroscan.mri_check import (
     NeighbourDistance,
@@ -40,6 +40,7 @@ from neuroscan.preprocess import pixels, preprocess_batch
 from neuroscan.spec import get_spec
 from training.data import DEFAULT_ROOT
 from training.external_coverage import TrainingNeighbours
+from training.external_heatmaps import heatmap_hits, peak_quadrant, read_sites
 from training.external_metrics import (
     MAX_FLAGGED_SHARE,
     REFERENCE_FILE,
@@ -74,30 +75,36 @@ class Classifier:
         self.ood = NeighbourDistance.from_extras(weight_file.extras)
 
     @torch.no_grad()
-    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[dict[str, float], str | None, str | None]]:
-        """(probabilities, not-MRI reason, outside-domain reason) per 8-bit slice, as the handler forms them."""
+    def answer(self, slices: list, dicom_tags: dict[str, str]) -> list[tuple[dict[str, float], str | None, str | None,
+                                                                            str | None]]:
+        """(probabilities, not-MRI reason, outside-domain reason, heatmap peak quadrant) per 8-bit slice, as the
+        handler forms them."""
         batch = [pixels(Image.fromarray(s), self.spec) for s in slices]
-        logits, features = logits_and_features(self.model, preprocess_batch(batch, self.spec))
+        feature_map = self.model.forward_features(preprocess_batch(batch, self.spec))
+        logits, features = head_outputs(self.model, feature_map)
         probabilities = calibrated_probabilities(logits, self.meta.temperature)
         outliers, outside = feature_flags(self.ood, features)
         header = dicom_reason(dicom_tags)
+        weight = self.model.get_classifier().weight
         return [({name: round(float(v), 4) for name, v in zip(CLASSES, p)},
-                 *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away), px))
-                for p, px, outlier, away in zip(probabilities, batch, outliers, outside)]
+                 *answer_reasons(header or pixel_reason(px), bool(outlier), bool(away), px),
+                 peak_quadrant(class_activation(maps, weight, int(p.argmax())), px))
+                for p, px, outlier, away, maps in zip(probabilities, batch, outliers, outside, feature_map)]
 
 
-def score_volume(classifier: Classifier, volume: Volume, reference: list[str],
+def score_volume(classifier: Classifier, volume: Volume, reference: list[str], site: str | None = None,
                  neighbours: TrainingNeighbours | None = None) -> dict:
-    """Per-slice answers on the brain slices of one volume, their summary and the series verdict; with
-    ``neighbours``, also how much of the training set that looks like each slice is tumour-free."""
+    """Per-slice answers on the brain slices of one volume, their summary and the series verdict; with the
+    lesion's ``site``, where the heatmaps of its hits point; with ``neighbours``, also how much of the
+    training set that looks like each slice is tumour-free."""
     brain = [k for k, s in enumerate(volume.slices) if is_brain_slice(s)]
     answers = classifier.answer([volume.slices[k] for k in brain], volume.dicom_tags) if brain else []
     shares = neighbours.notumor_share([volume.slices[k] for k in brain]) if neighbours and brain else []
-    results = [SliceResult(k, reference[k], max(p, key=p.get), max(p.values()), reason, domain, p, share)
-               for k, (p, reason, domain), share in zip(brain, answers, shares or [None] * len(brain))]
+    results = [SliceResult(k, reference[k], max(p, key=p.get), max(p.values()), reason, domain, p, quadrant, share)
+               for k, (p, reason, domain, quadrant), share in zip(brain, answers, shares or [None] * len(brain))]
     return {"collection": volume.collection, "volume": volume.volume, "sequence": volume.sequence,
-            "slices": len(volume.slices), **summarise(results), "series": series_verdict(results),
-            "per_slice": [result.__dict__ for result in results]}
+            "slices": len(volume.slices), **summarise(results), **heatmap_hits(results, site),
+            "series": series_verdict(results), "per_slice": [result.__dict__ for result in results]}
 
 
 def volume_sources(external: Path, reference: dict, packaged: bool = True) -> list[tuple[Volume, bool]]:
@@ -116,7 +123,7 @@ def run(weights: Path, external: Path, reference_file: Path = REFERENCE_FILE,
         packaged: bool = True, data: Path | None = None) -> dict:
     """Score every patient volume under ``external`` (and the packaged MRI) with ``weights``; with the
     training images at ``data``, each slice's training coverage too (:mod:`training.external_coverage`)."""
-    reference = read_reference(reference_file)
+    reference, sites = read_reference(reference_file), read_sites()
     classifier = Classifier(weights)
     sources = volume_sources(external, reference, packaged)
     neighbours = training_neighbours(data) if data else None
@@ -125,7 +132,8 @@ def run(weights: Path, external: Path, reference_file: Path = REFERENCE_FILE,
         key = (volume.volume, volume.sequence)
         if key not in reference:
             raise ValueError(f"{volume.volume}/{volume.sequence} has no rows in {reference_file.name}")
-        row = score_volume(classifier, volume, readings(reference[key], len(volume.slices)), neighbours)
+        row = score_volume(classifier, volume, readings(reference[key], len(volume.slices)),
+                           sites.get(volume.volume), neighbours)
         rows.append({"packaged": from_package, **row})
     coverage = {"training_notumor_share": neighbours.base_rate} if neighbours else {}
     return {"model_version": classifier.meta.version, "weights": weights.name, "reference": reference_file.name,

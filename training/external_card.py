@@ -175,6 +175,28 @@ def series_section(report: dict) -> list[str]:
              f"would be a wrong reassurance.{chance}"), "", *lines, ""]
 
 
+def heatmap_section(report: dict) -> list[str]:
+    """Whether the heatmap beside a tumour answer points at the lesion (training/external_heatmaps.py)."""
+    rows = [row for row in patient_rows(report) if row.get("heatmap_on_lesion_side") is not None]
+    if not rows:
+        return []
+    hits = sum(row["tumour_called_tumour"] for row in rows)
+    side = sum(row["heatmap_on_lesion_side"] for row in rows)
+    quadrant = sum(row["heatmap_in_lesion_quadrant"] for row in rows)
+    header = ("volume", "sequence", "tumour slices called a tumour", "heatmap peak on the lesion's side",
+              "in the lesion's quadrant")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [f"| {row['volume']} | {row['sequence']} | {row['tumour_called_tumour']} | {row['heatmap_on_lesion_side']} | "
+              f"{row['heatmap_in_lesion_quadrant']} |" for row in rows]
+    where = ("mostly the lesion" if hits and quadrant / hits >= 0.5 else "often not the lesion")
+    return [("**Where the heatmap points** (the peak of the answered class's Grad-CAM, as served beside each answer, "
+             "by quadrant of the head, against each patient's by-eye lesion site in "
+             "`training/external_lesion_sites.csv`): on the tumour slices called a tumour it lies on the lesion's "
+             f"side in {count_share(side, hits)} and in the lesion's quadrant in {count_share(quadrant, hits)}, where "
+             f"chance would give about a half and a quarter. On these patients it shows {where}; it marks where the "
+             "model's evidence lies, not the tumour's outline."), "", *lines, ""]
+
+
 # Slice outcomes whose training neighbourhoods the card compares: (reference reading, called a tumour).
 OUTCOMES = {"false alarms": ("no", True), "right `notumor`": ("no", False), "hits": ("yes", True),
             "misses": ("yes", False)}
@@ -303,5 +325,6 @@ def external_section(report: dict | None, val_accuracy: float, before: Sequence[
              f"`notumor` at >= {CONFIDENT:g}, all and `in_domain: true`; slices answered `in_domain: false` (the "
              "not-MRI ones included) and `is_mri: false`; the confidence of the wrong answers; the answers given; the "
              "per-volume targets missed. Per-slice answers: `training/reports/external_lite0.json`."), "",
-            *series_section(report), *coverage_section(report), "Limits of this measurement:", "",
+            *series_section(report), *heatmap_section(report), *coverage_section(report),
+            "Limits of this measurement:", "",
             *limits(patients), ""]

@@ -31,6 +31,8 @@ class SliceResult:
     mri_reason: str | None  # why the not-MRI check flagged the slice, None when it did not
     domain_reason: str | None = None  # why the slice is outside the validated domain (not-MRI included)
     probabilities: dict[str, float] | None = None  # per class, as served (the series rule needs them)
+    # Where the heatmap of the answered class peaks ("anterior right": training/external_heatmaps.py).
+    heatmap_quadrant: str | None = None
     # Share of ``notumor`` among the slice's nearest training slices by look (training/external_coverage.py);
     # None when the training images were not at hand.
     notumor_neighbours: float | None = None
