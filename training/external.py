@@ -11,10 +11,12 @@ would give, up to its int8 backend), over every brain slice of every patient vol
 packaged brain MRI, and scores them against ``training/external_reference.csv``.
 
 Writes ``training/reports/external_<name>.json`` (per volume and per slice) and ``.md`` (table).
-With the training images at hand (``--data``) each slice also gets the share of ``notumor`` among
-the training slices that look most like it (:mod:`training.external_coverage`): whether the data
-set holds anything to learn the right answer from. Nothing here trains or tunes on these volumes:
-they are a measuring instrument only.
+Each tumour slice called a tumour is also checked for where its heatmap points, against the
+lesion's by-eye site (:mod:`training.external_heatmaps`). With the training images at hand
+(``--data``) each slice also gets the share of ``notumor`` among the training slices that look
+most like it (:mod:`training.external_coverage`): whether the data set holds anything to learn
+the right answer from. Nothing here trains or tunes on these volumes: they are a measuring
+instrument only.
 """
 
 import argparse
