@@ -233,7 +233,7 @@ def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collection
     assert totals["confident_notumor_on_tumour_in_domain"] <= 8
     assert not_mri <= 0.01  # issue 10: brain MRI from other sources is not called "not an MRI"
     # The heatmap beside a tumour answer points at the lesion: its peak lies on the lesion's side of the head on
-    # 195 of 2.1.0's 206 hits (chance: a half); a heatmap read off the wrong class or mirrored fails here.
+    # 195 of 2.1.0's 206 hits (chance: a half); a mirrored heatmap fails here.
     assert sum(row["heatmap_on_lesion_side"] for row in patients) >= 0.85 * totals["tumour_called_tumour"]
 
 
