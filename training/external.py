@@ -156,16 +156,22 @@ def _cell(value: float | None, percent: bool = False) -> str:
     return f"{value:.0%}" if percent else f"{value:.2f}"
 
 
+def table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row (cells as ``str`` gives them)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
 def markdown_table(report: dict) -> list[str]:
     """One row per volume and sequence: the numbers the model card and the issue compare."""
     header = ("collection", "volume", "sequence", "brain slices", "tumour slices called tumour",
               "tumour-free slices called tumour: all / `in_domain`", "unsure",
               "`notumor` >= 0.9 on tumour slices: all / `in_domain`", "`in_domain: false`", "`is_mri: false`",
               "wrong answers: max / median confidence", "answers", "targets missed")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for row in report["volumes"]:
         labels = ", ".join(f"{name} {count}" for name, count in row["labels"].items())
-        cells = (row["collection"], row["volume"], row["sequence"], row["brain_slices"],
+        rows.append((row["collection"], row["volume"], row["sequence"], row["brain_slices"],
                  f"{row['tumour_called_tumour']}/{row['tumour_slices']} ({_cell(row['sensitivity'], True)})",
                  (f"{row['tumour_free_called_tumour']} / {row['tumour_free_called_tumour_in_domain']} of "
                   f"{row['tumour_free_slices']} ({_cell(row['false_positive_rate'], True)} / "
@@ -174,11 +180,9 @@ def markdown_table(report: dict) -> list[str]:
                  f"{row['confident_notumor_on_tumour']} / {row['confident_notumor_on_tumour_in_domain']}",
                  row["flagged_out_of_domain"], row["flagged_not_mri"],
                  f"{_cell(row['wrong_confidence']['max'])} / {_cell(row['wrong_confidence']['median'])}",
-                 labels, _missed(row))
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    lines += ["", (f"Patient brain slices answered `in_domain: false` or `is_mri: false`: "
+                     labels, _missed(row)))
+    return [*table(header, rows), "", (f"Patient brain slices answered `in_domain: false` or `is_mri: false`: "
                    f"{flagged_share(patient_rows(report)):.0%} (target <= {MAX_FLAGGED_SHARE:.0%}).")]
-    return lines
 
 
 def _missed(row: dict) -> str:

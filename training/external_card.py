@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from neuroscan.classes import NO_TUMOUR, TUMOUR_CLASSES
-from training.external import markdown_table, patient_rows
+from training.external import markdown_table, patient_rows, table
 from training.external_metrics import (
     CONFIDENT,
     MAX_FLAGGED_SHARE,
@@ -140,8 +140,7 @@ def comparison(before: Sequence[dict], after: dict) -> list[str]:
                  _change(totals, "tumour_free_called_tumour_in_domain", "tumour_free_slices"),
                  _change(totals, "confident_notumor_on_tumour_in_domain"),
                  _change(totals, "flagged_out_of_domain", "brain_slices")))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines = table(header, rows)
     versions = " -> ".join(report["model_version"] for report in [*before, after])
     return [(f"Before and after: model {versions} on the same slices (1.1.0 had no domain limit: its `in_domain` "
              "is its not-MRI check)."), "", *lines, ""]
@@ -157,12 +156,11 @@ def series_section(report: dict) -> list[str]:
     off_lesion = [f"{row['volume']}/{row['sequence']}" for row in found if not row["series"]["key_slices_on_tumour"]]
     header = ("volume", "sequence", "series verdict", "brain slices counted / left out",
               "key slices", "key slices on the lesion")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in patients:
-        series = row["series"]
-        lines.append(f"| {row['volume']} | {row['sequence']} | `{series['verdict']}` | {series['counted']} / "
-                     f"{series['left_out']} | {_ranges(series['key_slices'])} | {series['key_slices_on_tumour']} of "
-                     f"{len(series['key_slices'])} |")
+    lines = table(header, [(row["volume"], row["sequence"], f"`{row['series']['verdict']}`",
+                            f"{row['series']['counted']} / {row['series']['left_out']}",
+                            _ranges(row["series"]["key_slices"]),
+                            f"{row['series']['key_slices_on_tumour']} of {len(row['series']['key_slices'])}")
+                           for row in patients])
     counts = ", ".join(f"`{name}` {count}" for name, count in verdicts.most_common() if name in TUMOUR_CLASSES)
     others = ", ".join(f"`{name}` in {count}" for name, count in verdicts.most_common() if name not in TUMOUR_CLASSES)
     chance = (f" In {len(off_lesion)} of them ({', '.join(off_lesion)}) none of the key slices the verdict rests on "
@@ -185,9 +183,8 @@ def heatmap_section(report: dict) -> list[str]:
     quadrant = sum(row["heatmap_in_lesion_quadrant"] for row in rows)
     header = ("volume", "sequence", "tumour slices called a tumour", "heatmap peak on the lesion's side",
               "in the lesion's quadrant")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [f"| {row['volume']} | {row['sequence']} | {row['tumour_called_tumour']} | {row['heatmap_on_lesion_side']} | "
-              f"{row['heatmap_in_lesion_quadrant']} |" for row in rows]
+    lines = table(header, [(row["volume"], row["sequence"], row["tumour_called_tumour"], row["heatmap_on_lesion_side"],
+                            row["heatmap_in_lesion_quadrant"]) for row in rows])
     where = ("mostly the lesion" if hits and quadrant / hits >= 0.5 else "often not the lesion")
     return [("**Where the heatmap points** (the peak of the answered class's Grad-CAM, as served beside each answer, "
              "by quadrant of the head, against each patient's by-eye lesion site in "
@@ -223,9 +220,8 @@ def coverage_section(report: dict) -> list[str]:
     per_volume = [(f"{row['volume']}/{row['sequence']}", neighbour_shares(row["per_slice"])) for row in patients]
     pooled_shares = neighbour_shares([s for row in patients for s in row["per_slice"]])
     header = ("volume", *(f"{name}: slices, tumour-free neighbours" for name in OUTCOMES))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [f"| {name} | " + " | ".join(_share_cell(shares[o]) for o in OUTCOMES) + " |"
-              for name, shares in [*per_volume, ("**all**", pooled_shares)]]
+    lines = table(header, [(name, *(_share_cell(shares[o]) for o in OUTCOMES))
+                           for name, shares in [*per_volume, ("**all**", pooled_shares)]])
     starved = [name for name, shares in per_volume if shares["false alarms"] and _mean(shares["false alarms"]) < base / 2]
     return [("**Where the errors lie** (for each slice, the share of tumour-free slices among the 10 training slices "
              "that look most like it, by the features of the ImageNet-pretrained Lite0, which never saw these labels: "

