@@ -10,10 +10,12 @@ to the slices of one series in anatomical order (:func:`slice_order`):
    in the series: a left-out slice breaks the run) whose top class is that tumour class with a
    probability >= ``threshold``;
 3. the series verdict is the found class whose best run has the largest summed probability; with
-   none found it is ``notumor``, unless fewer than ``min_counted_fraction`` of its slices counted,
-   when it is ``inconclusive`` (a series mostly outside the validated domain says nothing);
-4. the key slices are the best run's slices, or (no run) the ``key_slices`` slices with the highest
-   tumour probability;
+   none found it is ``notumor``, unless fewer than ``min_counted_fraction`` of its slices counted
+   (a series mostly outside the validated domain says nothing) or brain MRI slices outside the
+   domain call a tumour class as rule 2 would have found it (the model sees a tumour where it
+   cannot be trusted, so it must not reassure): then it is ``inconclusive``;
+4. the key slices are the best run's slices, or the best such run outside the domain, or else the
+   ``key_slices`` slices with the highest tumour probability;
 5. the study verdict is the tumour verdict of its strongest series; else ``notumor`` if any series
    was conclusive; else ``inconclusive``.
 """
@@ -115,24 +117,34 @@ def aggregate_series(series_uid: str, answers: Sequence[SliceAnswer],
     if runs:
         label, run = max(runs, key=lambda found: _run_score(answers, *found))
         return SeriesVerdict(verdict=label, key_slices=run, score=round(_run_score(answers, label, run), 4), **common)
-    conclusive = answers and counted >= rule.min_counted_fraction * len(answers)
+    unsure = [(label, run) for label in TUMOUR_CLASSES for run in _runs(answers, label, rule, outside_domain=True)]
+    conclusive = answers and counted >= rule.min_counted_fraction * len(answers) and not unsure
     ranked = sorted(range(len(answers)), key=lambda i: -answers[i].tumour_probability)
-    return SeriesVerdict(verdict=NO_TUMOUR if conclusive else INCONCLUSIVE,
-                         key_slices=sorted(ranked[: rule.key_slices]), **common)
+    key_slices = (max(unsure, key=lambda found: _run_score(answers, *found))[1] if unsure
+                  else sorted(ranked[: rule.key_slices]))
+    return SeriesVerdict(verdict=NO_TUMOUR if conclusive else INCONCLUSIVE, key_slices=key_slices, **common)
 
 
-def _runs(answers: Sequence[SliceAnswer], label: str, rule: AggregationRule) -> list[list[int]]:
-    """Maximal runs of neighbouring counted slices calling ``label`` at >= threshold, long enough."""
+def _runs(answers: Sequence[SliceAnswer], label: str, rule: AggregationRule,
+          outside_domain: bool = False) -> list[list[int]]:
+    """Maximal runs of neighbouring counted slices (or, ``outside_domain``, of brain MRI slices outside the
+    domain) calling ``label`` at >= threshold, long enough."""
     runs: list[list[int]] = []
     current: list[int] = []
     for index, answer in enumerate(answers):
-        if answer.counts and answer.label == label and answer.probabilities.get(label, 0.0) >= rule.threshold:
+        eligible = _outside_domain(answer) if outside_domain else answer.counts
+        if eligible and answer.label == label and answer.probabilities.get(label, 0.0) >= rule.threshold:
             current.append(index)
             continue
         runs.append(current)
         current = []
     runs.append(current)
     return [run for run in runs if len(run) >= rule.min_adjacent]
+
+
+def _outside_domain(answer: SliceAnswer) -> bool:
+    """Answered and a brain MRI, but outside the validated domain: its class is a hint, not a finding."""
+    return answer.error is None and answer.label is not None and answer.is_mri and not answer.in_domain
 
 
 def _run_score(answers: Sequence[SliceAnswer], label: str, run: list[int]) -> float:

@@ -45,6 +45,20 @@ def test_low_probability_and_left_out_slices_break_a_run():
         assert series("glioma", breaker, "glioma").verdict == "notumor"
 
 
+def test_a_tumour_run_outside_the_domain_makes_no_reassurance():
+    """Two neighbouring slices outside the domain both called glioma: not a finding, but no `notumor` either."""
+    off = answer("glioma", in_domain=False)
+    verdict = series("notumor", off, off, "notumor", "notumor", "notumor")
+    assert verdict.verdict == INCONCLUSIVE and verdict.key_slices == [1, 2]
+    assert aggregate_study([verdict]) == INCONCLUSIVE
+    not_mri = answer("glioma", is_mri=False)  # not a brain MRI at all: no hint of a tumour
+    assert series("notumor", not_mri, not_mri, "notumor", "notumor", "notumor").verdict == "notumor"
+    assert series("notumor", off, answer("meningioma", in_domain=False), "notumor").verdict == "notumor"
+    assert series("glioma", "glioma", off, off).verdict == "glioma"  # a finding in the domain still decides
+    strong = answer("meningioma", 0.99, in_domain=False)
+    assert series(off, off, "notumor", strong, strong).key_slices == [3, 4]  # the strongest run is shown
+
+
 def test_strongest_run_wins_and_the_study_takes_its_strongest_series():
     a = series("meningioma", "meningioma", "notumor", answer("glioma", 0.99), answer("glioma", 0.99),
                answer("glioma", 0.99))
