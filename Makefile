@@ -31,8 +31,10 @@ help:
 # embedded PACS. Debian starts orthanc.service on install where systemd runs (ports 8042 and 4242,
 # which `make serve` uses): a fresh install is stopped and disabled again.
 RUN_DEBS := openjdk-17-jre-headless orthanc orthanc-dicomweb
+# And the one the training reads: the Colin27 head template (training/healthy.py), 16 MB.
+TRAIN_DEBS := mricron-data
 $(VENV)/.installed: requirements.txt
-	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(RUN_DEBS) $(TRAIN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing $$missing"; \
 		{ apt-get update -q >/dev/null && $(APT) $$missing >/dev/null; } || { echo "install: apt-get failed for: $$missing" >&2; exit 1; }; \
 		case " $$missing " in *" orthanc "*) [ ! -d /run/systemd/system ] || systemctl disable --now orthanc >/dev/null 2>&1 || true;; esac; fi
@@ -153,14 +155,15 @@ need-data:
 	run it as 'make $(MAKECMDGOALS) DATA=/path/to/brain-tumor-mri/Training'" >&2; exit 2; }
 
 # ---- training ---------------------------------------------------------------------------------
-# The lesion fine-tune of the shipped model (recipe "robust-lesions": 3 epochs, ~30 min on 2 CPU
-# cores, resumable; 2.1.0 came from 2.0.0 so), calibrated and exported in its place, re-quantised,
-# and measured on the external set. 2.0.0 itself came from 1.1.0 by recipe "robust" (MODEL_CARD.md).
+# The Colin27 fine-tune of the shipped model (recipe "robust-colin": 3 epochs, ~30 min on 2 CPU
+# cores, resumable; 2.2.0 came from 2.1.0 so), calibrated and exported in its place, re-quantised,
+# and measured on the external set. 2.1.0 came from 2.0.0 by recipe "robust-lesions", 2.0.0 from
+# 1.1.0 by recipe "robust" (MODEL_CARD.md).
 train: install need-data
-	$(PY) -m training.train --model robust-lesions --data $(DATA) --out runs/lesions --resume --workers 1
-	$(PY) -m training.evaluate --weights runs/lesions/model.safetensors --name lite0 --data $(DATA) \
-		--calibrate --export $(WEIGHTS) --version $${VERSION:-2.1.0}
-	cp runs/lesions/epochs.jsonl training/reports/epochs_lesions.jsonl
+	$(PY) -m training.train --model robust-colin --data $(DATA) --out runs/colin --resume --workers 1
+	$(PY) -m training.evaluate --weights runs/colin/model.safetensors --name lite0 --data $(DATA) \
+		--calibrate --export $(WEIGHTS) --version $${VERSION:-2.2.0}
+	cp runs/colin/epochs.jsonl training/reports/epochs_colin.jsonl
 	$(MAKE) --no-print-directory int8 external
 
 # The 1.x models from ImageNet and from scratch (split, three-phase Lite0, baseline CNN): hours on

@@ -24,7 +24,12 @@ from training.external_metrics import (
     volume_targets,
 )
 from training.external_series import series_verdict, served_rule
-from training.external_sources import MNI152_FILE, ExternalDataMissing, package_file
+from training.external_sources import (
+    MNI152_FILE,
+    ExternalDataMissing,
+    colin27_file,
+    package_file,
+)
 from training.external_volumes import (
     HEAD_LEVEL,
     MIN_HEAD_FRACTION,
@@ -140,6 +145,7 @@ def data_slice_counts(root: Path) -> dict[tuple[str, str], int]:
     counts = {(path.parent.name, path.name.removesuffix(".nii.gz")):
               nib.as_closest_canonical(nib.load(path)).shape[2] for path in sorted(root.glob("*/*.nii.gz"))}
     counts[("mni152-2009a-sym", "t1")] = nib.load(package_file("nilearn", MNI152_FILE)).shape[2]
+    counts[("colin27", "t1")] = nib.load(colin27_file()).shape[2]
     counts[("MR_small.dcm", "t2")] = 1
     return counts
 
@@ -147,7 +153,7 @@ def data_slice_counts(root: Path) -> dict[tuple[str, str], int]:
 def test_reference_table_matches_the_data(external_root):
     reference = read_reference()
     counts = data_slice_counts(external_root)
-    assert len(counts) == 10 and set(reference) == set(counts)  # no volume unread, no stale rows
+    assert len(counts) == 11 and set(reference) == set(counts)  # no volume unread, no stale rows
     for key, rows in reference.items():
         assert len({row["collection"] for row in rows}) == 1, key
         assert len(readings(rows, counts[key])) == counts[key]
@@ -219,8 +225,9 @@ def test_card_compares_each_volume_before_and_after():
 def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collections(external_root):
     """The external regression check: 1.1.0 called 32% of the tumour slices a tumour and answered 109
     of them `notumor` >= 0.9 with `in_domain: true` (its not-MRI check); 2.0.0 60% and 15, 2.1.0 86%
-    and 5 (MODEL_CARD.md). Putting either older weight file back fails here. The not-MRI check flags
-    0 of the 494 patient slices (2.0.0 by the feature distance alone: 29, all through the lesion)."""
+    and 5 with 21% of the tumour-free slices called a tumour in domain, 2.2.0 85%, 3 and 18.5%
+    (MODEL_CARD.md). Putting any older weight file back fails here. The not-MRI check flags 0 of the
+    494 patient slices (2.0.0 by the feature distance alone: 29, all through the lesion)."""
     patients = external.run(WEIGHTS, external_root, packaged=False)["volumes"]
     totals = pooled(patients)
     sensitivity = totals["tumour_called_tumour"] / totals["tumour_slices"]
@@ -229,11 +236,11 @@ def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collection
     print(f"external: sensitivity {sensitivity:.1%}, in-domain false positives {false_rate:.1%}, "
           f"confident notumor in domain {totals['confident_notumor_on_tumour_in_domain']}, not-MRI {not_mri:.1%}")
     assert sensitivity >= 0.75
-    assert false_rate <= 0.23
-    assert totals["confident_notumor_on_tumour_in_domain"] <= 8
+    assert false_rate <= 0.20
+    assert totals["confident_notumor_on_tumour_in_domain"] <= 4
     assert not_mri <= 0.01  # issue 10: brain MRI from other sources is not called "not an MRI"
     # The heatmap beside a tumour answer points at the lesion: its peak lies on the lesion's side of the head on
-    # 195 of 2.1.0's 206 hits (chance: a half); a mirrored heatmap fails here.
+    # 193 of 2.2.0's 204 hits (chance: a half); a mirrored heatmap fails here.
     assert sum(row["heatmap_on_lesion_side"] for row in patients) >= 0.85 * totals["tumour_called_tumour"]
 
 

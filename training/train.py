@@ -32,7 +32,7 @@ from training.augment import MriAugment
 from training.baseline import BaselineCNN
 from training.data import DEFAULT_ROOT, MriDataset
 from training.healthy import template_samples
-from training.lesions import LesionSynthesis
+from training.lesions import LesionConfig, LesionSynthesis
 from training.recipes import RECIPES, trainable_parameters
 from training.split import SPLIT_FILE, load_split
 
@@ -141,8 +141,8 @@ class Trainer:
         train, val = split.samples(self.args.data, "train"), split.samples(self.args.data, "val")
         if self.args.limit:
             train, val = train[:: max(1, len(train) // self.args.limit)], val[:: max(1, len(val) // self.args.limit)]
-        extra = template_samples() if self.recipe.healthy_template else []
-        self.lesions = LesionSynthesis() if self.recipe.lesions else None
+        extra = template_samples(self.recipe.templates)
+        self.lesions = LesionSynthesis(LesionConfig(p=self.recipe.lesion_share)) if self.recipe.lesion_share else None
         self.train_set = MriDataset(train, MriAugment(), extra, relabel=self.lesions)
         self.val_set = MriDataset(val)
         distributed = self.world > 1
