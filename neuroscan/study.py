@@ -115,13 +115,12 @@ def aggregate_series(series_uid: str, answers: Sequence[SliceAnswer],
     common = {"series_uid": series_uid, "slices": len(answers), "counted": counted,
               "left_out": len(answers) - counted - failed, "failed": failed}
     if runs:
-        label, run = max(runs, key=lambda found: _run_score(answers, *found))
+        label, run = _strongest(answers, runs)
         return SeriesVerdict(verdict=label, key_slices=run, score=round(_run_score(answers, label, run), 4), **common)
     unsure = [(label, run) for label in TUMOUR_CLASSES for run in _runs(answers, label, rule, outside_domain=True)]
     conclusive = answers and counted >= rule.min_counted_fraction * len(answers) and not unsure
     ranked = sorted(range(len(answers)), key=lambda i: -answers[i].tumour_probability)
-    key_slices = (max(unsure, key=lambda found: _run_score(answers, *found))[1] if unsure
-                  else sorted(ranked[: rule.key_slices]))
+    key_slices = _strongest(answers, unsure)[1] if unsure else sorted(ranked[: rule.key_slices])
     return SeriesVerdict(verdict=NO_TUMOUR if conclusive else INCONCLUSIVE, key_slices=key_slices, **common)
 
 
@@ -145,6 +144,11 @@ def _runs(answers: Sequence[SliceAnswer], label: str, rule: AggregationRule,
 def _outside_domain(answer: SliceAnswer) -> bool:
     """Answered and a brain MRI, but outside the validated domain: its class is a hint, not a finding."""
     return answer.error is None and answer.label is not None and answer.is_mri and not answer.in_domain
+
+
+def _strongest(answers: Sequence[SliceAnswer], found: list[tuple[str, list[int]]]) -> tuple[str, list[int]]:
+    """The (label, run) with the largest summed probability."""
+    return max(found, key=lambda label_run: _run_score(answers, *label_run))
 
 
 def _run_score(answers: Sequence[SliceAnswer], label: str, run: list[int]) -> float:

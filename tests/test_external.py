@@ -24,12 +24,7 @@ from training.external_metrics import (
     volume_targets,
 )
 from training.external_series import series_verdict, served_rule
-from training.external_sources import (
-    MNI152_FILE,
-    ExternalDataMissing,
-    colin27_file,
-    package_file,
-)
+from training.external_sources import ExternalDataMissing, colin27_file, mni152_file
 from training.external_volumes import (
     HEAD_LEVEL,
     MIN_HEAD_FRACTION,
@@ -144,7 +139,7 @@ def data_slice_counts(root: Path) -> dict[tuple[str, str], int]:
     """(volume, sequence) -> axial slices, for the patient volumes and the packaged MRI."""
     counts = {(path.parent.name, path.name.removesuffix(".nii.gz")):
               nib.as_closest_canonical(nib.load(path)).shape[2] for path in sorted(root.glob("*/*.nii.gz"))}
-    counts[("mni152-2009a-sym", "t1")] = nib.load(package_file("nilearn", MNI152_FILE)).shape[2]
+    counts[("mni152-2009a-sym", "t1")] = nib.load(mni152_file()).shape[2]
     counts[("colin27", "t1")] = nib.load(colin27_file()).shape[2]
     counts[("MR_small.dcm", "t2")] = 1
     return counts

@@ -16,7 +16,7 @@ def head_share(image) -> float:
 
 
 def test_both_templates_give_tumour_free_slices_in_three_planes() -> None:
-    per_template = {template.name: template_slices(template) for template in TEMPLATES}
+    per_template = {name: template_slices(name) for name in TEMPLATES}
     assert set(per_template) == {"MNI152 2009a", "Colin27"}
     assert all(len(slices) >= 150 for slices in per_template.values())
     samples = template_samples()
@@ -27,7 +27,7 @@ def test_both_templates_give_tumour_free_slices_in_three_planes() -> None:
 def test_colin27_is_the_whole_head_not_a_stripped_brain() -> None:
     """Colin27 keeps skull and scalp (what real series show at the skull base and vertex); MNI152 is stripped,
     so at the same square field of view Colin27's head fills clearly more of the picture."""
-    share = {t.name: np.median([head_share(s) for s in template_slices(t)]) for t in TEMPLATES}
+    share = {name: np.median([head_share(s) for s in template_slices(name)]) for name in TEMPLATES}
     print(f"median head share of the picture: {share}")
     assert share["Colin27"] > 1.2 * share["MNI152 2009a"]
 

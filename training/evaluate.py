@@ -65,7 +65,8 @@ def collect(model: torch.nn.Module, dataset: MriDataset, batch_size: int = 64) -
 
 def fit_neighbour_check(model: torch.nn.Module, train: list) -> NeighbourDistance:
     """The not-MRI and domain limits, fitted on what the model was trained on: the training files and
-    the packaged templates, as they are and once more style-randomised (seeded).
+    every packaged template (what the shipped recipe, ``robust-colin``, trains on), as they are and once
+    more style-randomised (seeded).
 
     With both in the bank, a brain MRI in another scanner's style can lie near a training slice, so
     the far limit (not a brain MRI) fires on 6% of external brain slices instead of 31% with the

@@ -55,6 +55,11 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
+def mni152_file() -> Path:
+    """nilearn's MNI152 2009a T1 template, as the pinned nilearn installs it."""
+    return package_file("nilearn", MNI152_FILE)
+
+
 def colin27_file() -> Path:
     """Colin27 as Debian's mricron-data installs it (``make install`` does)."""
     if not COLIN27_FILE.is_file():
@@ -64,7 +69,7 @@ def colin27_file() -> Path:
 
 def packaged_volumes() -> Iterator[Volume]:
     """The MNI152 and Colin27 templates (all slices) and pydicom's head MR slice, decoded as an upload would be."""
-    yield Volume("nilearn", "mni152-2009a-sym", "t1", axial_slices(load_nifti(package_file("nilearn", MNI152_FILE))))
+    yield Volume("nilearn", "mni152-2009a-sym", "t1", axial_slices(load_nifti(mni152_file())))
     yield Volume("mricron-data", "colin27", "t1", axial_slices(load_nifti(colin27_file())))
     for name in PYDICOM_FILES:
         decoded = decode_image(package_file("pydicom", f"data/test_files/{name}").read_bytes())

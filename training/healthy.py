@@ -17,14 +17,13 @@ Nothing else is added; pydicom's MR slice and the external volumes are not train
 """
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from neuroscan.classes import CLASSES, NO_TUMOUR
-from training.external_sources import MNI152_FILE, colin27_file, package_file
+from training.external_sources import colin27_file, mni152_file
 from training.external_volumes import (
     is_brain_slice,
     load_nifti,
@@ -35,18 +34,11 @@ from training.external_volumes import (
 STEP = 2  # every second slice: neighbours 1 mm apart are near-duplicates
 
 
-@dataclass(frozen=True)
-class Template:
-    """One packaged healthy head volume (RAS+ NIfTI) by name, and how to find its installed file."""
-
-    name: str
-    locate: Callable[[], Path]
-
-
-TEMPLATES = (
-    Template("MNI152 2009a", lambda: package_file("nilearn", MNI152_FILE)),  # PyPI nilearn
-    Template("Colin27", colin27_file),  # Debian mricron-data
-)
+# Name -> where the installed volume lies (RAS+ NIfTI); recipes name the ones they train on.
+TEMPLATES: dict[str, Callable[[], Path]] = {
+    "MNI152 2009a": mni152_file,  # PyPI nilearn
+    "Colin27": colin27_file,  # Debian mricron-data
+}
 
 
 def planes(data: np.ndarray) -> Iterator[np.ndarray]:
@@ -69,9 +61,9 @@ def square(slice_8bit: np.ndarray) -> np.ndarray:
     return out
 
 
-def template_slices(template: Template) -> list[Image.Image]:
+def template_slices(name: str) -> list[Image.Image]:
     """One template's head slices in three planes, 8-bit RGB, one window for the volume."""
-    data = load_nifti(template.locate())
+    data = load_nifti(TEMPLATES[name]())
     window = volume_window(data)
     slices = (square(to_uint8(np.ascontiguousarray(s), window)) for s in planes(data))
     return [Image.fromarray(s).convert("RGB") for s in slices if is_brain_slice(s)]
@@ -80,9 +72,8 @@ def template_slices(template: Template) -> list[Image.Image]:
 def template_samples(names: tuple[str, ...] | None = None) -> list[tuple[Image.Image, int]]:
     """The named templates' slices (every template's by default), each labelled no-tumour, as
     :class:`training.data.MriDataset` takes extras."""
-    names = tuple(template.name for template in TEMPLATES) if names is None else names
-    unknown = set(names) - {template.name for template in TEMPLATES}
+    names = tuple(TEMPLATES) if names is None else names
+    unknown = set(names) - set(TEMPLATES)
     if unknown:
-        raise ValueError(f"unknown templates {sorted(unknown)}; known: {[t.name for t in TEMPLATES]}")
-    return [(image, CLASSES.index(NO_TUMOUR)) for template in TEMPLATES if template.name in names
-            for image in template_slices(template)]
+        raise ValueError(f"unknown templates {sorted(unknown)}; known: {list(TEMPLATES)}")
+    return [(image, CLASSES.index(NO_TUMOUR)) for name in TEMPLATES if name in names for image in template_slices(name)]
