@@ -381,8 +381,8 @@ COLIN_NOTES = [
      "(the same) and the TCGA T1 series answered `notumor`, a wrong reassurance. Not shipped: it buys the "
      "accuracy bar, not the macro-F1 one, with more of the worst answer."),
     ("- a polish of 2.2.0 with the same data at a third of the learning rate (`--model colin-polish`: 2 epochs "
-     "at peak LR 3e-5, 14 minutes on the CPU, calibrated and scored as shipped, 2026-12-07): it meets every in-distribution bar "
-     "(validation accuracy 99.12%, macro-F1 0.9908, glioma recall 98.11%, cross-validated ECE 0.68%) and "
+     "at peak LR 3e-5, 14 minutes on the CPU, calibrated and scored as shipped, 2026-12-07): it meets every "
+     "in-distribution bar (validation accuracy 99.12%, macro-F1 0.9908, glioma recall 98.11%, cross-validated ECE 0.68%) and "
      "calls 31 instead of 37 tumour-free slices a tumour in domain, with 204/239 tumour slices found (the "
      "same) and the BraTS T1c and FLAIR series answered `glioma` instead of `inconclusive`; but 4 instead of 3 "
      "tumour slices are `notumor` >= 0.9 in domain (a BraTS T1 slice through the metastasis, at 0.94), its "

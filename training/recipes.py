@@ -67,7 +67,8 @@ RECIPES: dict[str, Recipe] = {
                            start_from="model_store/brain_tumor.safetensors", templates=(*MNI152, "Colin27"),
                            balanced=True, lesion_share=0.25),
     # 2.2.0 polished with the same data at a third of the learning rate. Tried, not shipped: it meets the
-    # validation bars and gives one more confident `notumor` on a tumour slice elsewhere (MODEL_CARD.md, "Colin27 fine-tune").
+    # validation bars and gives one more confident `notumor` on a tumour slice elsewhere (MODEL_CARD.md,
+    # "Colin27 fine-tune").
     "colin-polish": Recipe("colin-polish", (Phase("all", 2, 3e-5, "all"),),
                            start_from="model_store/brain_tumor.safetensors", templates=(*MNI152, "Colin27"),
                            balanced=True, lesion_share=0.25),
