@@ -220,8 +220,8 @@ def test_card_compares_each_volume_before_and_after():
 def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collections(external_root):
     """The external regression check: 1.1.0 called 32% of the tumour slices a tumour and answered 109
     of them `notumor` >= 0.9 with `in_domain: true` (its not-MRI check); 2.0.0 60% and 15, 2.1.0 86%
-    and 5 with 21% of the tumour-free slices called a tumour in domain, 2.2.0 85%, 3 and 18.5%
-    (MODEL_CARD.md). Putting any older weight file back fails here. The not-MRI check flags 0 of the
+    and 5 with 21% of the tumour-free slices called a tumour in domain, 2.2.0 85%, 3 and 18.5%, 2.3.0 85%,
+    3 and 16% (MODEL_CARD.md). Putting any older weight file back fails here. The not-MRI check flags 0 of the
     494 patient slices (2.0.0 by the feature distance alone: 29, all through the lesion)."""
     patients = external.run(WEIGHTS, external_root, packaged=False)["volumes"]
     totals = pooled(patients)
@@ -231,11 +231,11 @@ def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collection
     print(f"external: sensitivity {sensitivity:.1%}, in-domain false positives {false_rate:.1%}, "
           f"confident notumor in domain {totals['confident_notumor_on_tumour_in_domain']}, not-MRI {not_mri:.1%}")
     assert sensitivity >= 0.75
-    assert false_rate <= 0.20
+    assert false_rate <= 0.175  # 2.3.0: 32 of 200; 2.2.0: 37
     assert totals["confident_notumor_on_tumour_in_domain"] <= 4
     assert not_mri <= 0.01  # issue 10: brain MRI from other sources is not called "not an MRI"
     # The heatmap beside a tumour answer points at the lesion: its peak lies on the lesion's side of the head on
-    # 193 of 2.2.0's 204 hits (chance: a half); a mirrored heatmap fails here.
+    # 195 of 2.3.0's 203 hits (chance: a half); a mirrored heatmap fails here.
     assert sum(row["heatmap_on_lesion_side"] for row in patients) >= 0.85 * totals["tumour_called_tumour"]
 
 

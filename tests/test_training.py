@@ -109,3 +109,17 @@ def test_balanced_recipe_weighs_each_class_by_its_inverse_frequency(tmp_path: Pa
     assert torch.allclose(weight * counts, torch.full_like(counts, len(trainer.train_set) / len(CLASSES)))
     assert int(weight.argmin()) == CLASSES.index(NO_TUMOUR)
     assert Trainer(parse_args([*TINY, "--model", "robust", "--out", str(tmp_path / "plain")])).criterion.weight is None
+
+
+def test_averaging_recipe_exports_the_mean_of_its_start_and_its_fine_tune(tmp_path: Path) -> None:
+    """2.3 ships the mean of 2.2.0's weights and its polish: what the run exports is that mean, not the polish
+    alone (a drop of ``start_share`` would silently ship the polish and its confident misses)."""
+    trainer = Trainer(parse_args([*TINY, "--model", "masses-average", "--out", str(tmp_path)]))
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    trainer._export(tmp_path / "averaged.safetensors")
+    exported = load_weights(tmp_path / "averaged.safetensors").state_dict
+    start = load_weights(ROOT / "model_store" / "brain_tumor.safetensors").state_dict
+    for name, _ in trainer.model.named_parameters():
+        assert torch.allclose(exported[name], start[name] + 0.5, atol=1e-6), name

@@ -24,8 +24,8 @@ from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERC
 
 HEADING = "## External validation"
 # Reports of earlier shipped models, oldest first, kept for comparison: 1.1.0 (before the robust
-# retraining) and 2.0.0 (before the synthetic masses).
-BEFORE = ("lite0_1.1.0", "lite0_2.0.0", "lite0_2.1.0")
+# retraining), 2.0.0 (before the synthetic masses), 2.1.0 (before Colin27) and 2.2.0 (before the average).
+BEFORE = ("lite0_1.1.0", "lite0_2.0.0", "lite0_2.1.0", "lite0_2.2.0")
 
 
 def load_external(reports: Path, name: str = "lite0") -> dict | None:

@@ -3,7 +3,8 @@
 Runs alone or under ``torchrun`` (DistributedDataParallel; ``gloo`` on CPU, ``nccl`` on GPU).
 Every epoch writes ``last.pt`` (model, optimiser, scheduler, position, RNG) so an interrupted
 run resumes with ``--resume``; the best epoch by validation loss is exported as
-``model.safetensors``. One JSON line per epoch goes to ``epochs.jsonl``.
+``model.safetensors`` (averaged with the start weights where the recipe's ``start_share`` says so).
+One JSON line per epoch goes to ``epochs.jsonl``.
 
     python -m training.train --model lite0 --out runs/lite0
     torchrun --nproc-per-node 2 -m training.train --model lite0 --out runs/lite0
@@ -124,6 +125,7 @@ class Trainer:
         self.out: Path = args.out
         self.out.mkdir(parents=True, exist_ok=True)
         start_from = args.start_from or (ROOT / recipe.start_from if recipe.start_from else None)
+        self.start_from = start_from
         self.model = build_model(args.model, args.init, start_from).to(self.device)
         self._load_data()
         weight = class_balance(self.train_set.labels, self.lesions) if recipe.balanced else None
@@ -258,7 +260,10 @@ class Trainer:
     def _export(self, path: Path) -> None:
         version = self.args.version or f"{self.args.model}-{time.strftime('%Y%m%d')}"
         spec = "baseline" if self.args.model == "baseline" else "lite0"  # the robust fine-tune is a Lite0 too
-        save_weights(path, self.model.state_dict(), ModelMeta(version=version, spec=spec))
+        state = self.model.state_dict()
+        if self.recipe.start_share and self.start_from is not None:
+            state = average_weights(load_weights(self.start_from).state_dict, state, self.recipe.start_share)
+        save_weights(path, state, ModelMeta(version=version, spec=spec))
 
     def _checkpoint(self, index: int, optimiser, scheduler) -> None:
         checkpoint = {
@@ -286,6 +291,14 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.is_main:
             tqdm.write(message)
+
+
+def average_weights(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                    start_share: float) -> dict[str, torch.Tensor]:
+    """``start_share`` of ``start`` plus the rest of ``tuned``, tensor by tensor (integer counters such as
+    batch-norm's are the fine-tune's): a weight-space average of two points of one fine-tuning path."""
+    return {key: start[key].to(value) * start_share + value * (1 - start_share) if value.is_floating_point()
+            else value for key, value in tuned.items()}
 
 
 def class_balance(labels: list[int], lesions: LesionSynthesis | None = None) -> torch.Tensor:
