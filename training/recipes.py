@@ -77,7 +77,7 @@ RECIPES: dict[str, Recipe] = {
     "colin-polish": replace(COLIN, name="colin-polish", phases=(Phase("all", 2, 3e-5, "all"),)),
     # 2.3 (shipped): 2.2.0 polished at a third of the learning rate with masses in 35% of the tumour-free
     # slices, exported as the mean of its weights and 2.2.0's: the polish alone meets the validation bars
-    # with more confident misses elsewhere, the mean keeps 2.2.0's external answers (MODEL_CARD.md).
+    # with more confident misses elsewhere, the mean gives no more of them than 2.2.0 (MODEL_CARD.md).
     "masses-average": replace(COLIN, name="masses-average", phases=(Phase("all", 2, 3e-5, "all"),),
                               lesion_share=0.35, start_share=0.5),
     "baseline": Recipe("baseline", (Phase("all", 30, 2e-3, "all"),), batch_size=64, patience=8),

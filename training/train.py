@@ -125,8 +125,10 @@ class Trainer:
         self.out: Path = args.out
         self.out.mkdir(parents=True, exist_ok=True)
         start_from = args.start_from or (ROOT / recipe.start_from if recipe.start_from else None)
-        self.start_from = start_from
         self.model = build_model(args.model, args.init, start_from).to(self.device)
+        # The weights the run began from, kept for the export's average (read once, not at every export).
+        self.start_state = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                            if recipe.start_share and start_from is not None else None)
         self._load_data()
         weight = class_balance(self.train_set.labels, self.lesions) if recipe.balanced else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing).to(self.device)
@@ -261,8 +263,8 @@ class Trainer:
         version = self.args.version or f"{self.args.model}-{time.strftime('%Y%m%d')}"
         spec = "baseline" if self.args.model == "baseline" else "lite0"  # the robust fine-tune is a Lite0 too
         state = self.model.state_dict()
-        if self.recipe.start_share and self.start_from is not None:
-            state = average_weights(load_weights(self.start_from).state_dict, state, self.recipe.start_share)
+        if self.start_state is not None:
+            state = average_weights(self.start_state, state, self.recipe.start_share)
         save_weights(path, state, ModelMeta(version=version, spec=spec))
 
     def _checkpoint(self, index: int, optimiser, scheduler) -> None:
