@@ -12,7 +12,7 @@ from PIL import Image
 from neuroscan.classes import NO_TUMOUR
 from neuroscan.weights import load_weights
 from training import external
-from training.external_card import external_section, pooled
+from training.external_card import external_section, pooled, wrong_by_domain
 from training.external_coverage import NOTUMOR, TrainingNeighbours
 from training.external_heatmaps import heatmap_hits, peak_quadrant, read_sites
 from training.external_metrics import (
@@ -215,6 +215,13 @@ def test_card_compares_each_volume_before_and_after():
     assert "| v | t1 | 3/10 (30%) -> 5/10 (50%) -> 10/10 (100%) |" in chain
     assert "| **all** |  | 3/10 (30%) -> 5/10 (50%) -> 10/10 (100%) |" in chain
 
+
+def test_wrong_answers_are_counted_apart_inside_and_outside_the_domain():
+    def answer(reading, label, outside=False):
+        return {"reading": reading, "label": label, "domain_reason": "unlike" if outside else None}
+    rows = [{"per_slice": [answer("yes", NO_TUMOUR), answer("yes", "glioma"), answer("no", "pituitary", True),
+                           answer("no", NO_TUMOUR, True), answer("unsure", NO_TUMOUR), answer("no", NO_TUMOUR)]}]
+    assert wrong_by_domain(rows) == {True: (1, 3), False: (1, 2)}
 
 
 def test_the_shipped_model_holds_up_better_than_earlier_ones_on_other_collections(external_root):

@@ -23,9 +23,11 @@ from training.external_metrics import (
 from training.external_volumes import HEAD_LEVEL, MIN_HEAD_FRACTION, WINDOW_PERCENTILES
 
 HEADING = "## External validation"
-# Reports of earlier shipped models, oldest first, kept for comparison: 1.1.0 (before the robust
-# retraining), 2.0.0 (before the synthetic masses), 2.1.0 (before Colin27) and 2.2.0 (before the average).
-BEFORE = ("lite0_1.1.0", "lite0_2.0.0", "lite0_2.1.0", "lite0_2.2.0")
+# Every version shipped before the current one, oldest first, each with its external report kept for
+# comparison: 1.1.0 (before the robust retraining), 2.0.0 (before the synthetic masses), 2.1.0 (before
+# Colin27) and 2.2.0 (before the average). Shipping a new model adds the one it replaces.
+SHIPPED_BEFORE = ("1.1.0", "2.0.0", "2.1.0", "2.2.0")
+BEFORE = tuple(f"lite0_{version}" for version in SHIPPED_BEFORE)
 
 
 def load_external(reports: Path, name: str = "lite0") -> dict | None:
@@ -39,6 +41,22 @@ def pooled(rows: list[dict]) -> dict[str, int]:
             "tumour_free_called_tumour", "tumour_free_called_tumour_in_domain", "confident_notumor_on_tumour",
             "confident_notumor_on_tumour_in_domain", "flagged_not_mri", "flagged_out_of_domain")
     return {key: sum(row[key] for row in rows) for key in keys}
+
+
+def wrong_by_domain(rows: list[dict]) -> dict[bool, tuple[int, int]]:
+    """(wrong, answered) over the slices read `yes` or `no`, keyed by whether they were answered in domain.
+
+    Wrong is `notumor` on a tumour slice or a tumour class on a tumour-free one: what ``in_domain: false``
+    is there to warn of, so the two shares say whether the flag marks the wrong answers or a look.
+    """
+    counts = {True: [0, 0], False: [0, 0]}
+    for row in rows:
+        for answer in row["per_slice"]:
+            if answer["reading"] in ("yes", "no"):
+                tally = counts[answer["domain_reason"] is None]
+                tally[0] += (answer["label"] == NO_TUMOUR) == (answer["reading"] == "yes")
+                tally[1] += 1
+    return {inside: (wrong, answered) for inside, (wrong, answered) in counts.items()}
 
 
 def count_share(part: int, whole: int) -> str:
