@@ -460,7 +460,7 @@ AVERAGE_NOTES = [
      "clusters, in the ImageNet Lite0 features of `training/external_coverage.py`), 684 of the 1,273 tumour-free "
      "training slices fall in two clusters that are, by eye, real axial T2 (370 tumour-free, 4 meningioma) and "
      "FLAIR (314 tumour-free, 3 tumour); the data set's tumours are mostly post-contrast T1, so in those "
-     "looks a tumour never occurs, which is how the TCGA T2 and FLAIR lesion slices get `notumor`. 2.3.0 was "
+     "looks a tumour almost never occurs, which is how the TCGA T2 and FLAIR lesion slices get `notumor`. 2.3.0 was "
      "polished as 2.3 was (2 epochs at peak LR 3e-5, averaged half and half with 2.3.0; 14 minutes) with "
      "masses in half of those 684 slices instead of 35%, so that such a look no longer says `notumor`. "
      "Validation: 99.12%, macro-F1 0.9908, glioma recall 98.11%, cross-validated ECE 0.51% (as 2.3.0). "
@@ -649,11 +649,10 @@ def flag_and_errors(external: dict | None) -> list[str]:
              "a limit of 0.34, so a confidence softened with the distance would not have caught them either. "
              "How far the answer moves when the slice is mirrored ranks the wrong answers better (AUROC 0.73), "
              "but those 3 move by under 0.02 (total variation between the two answers), and as the flag in place "
-             "of the distance (over 0.1, 0.2 or 0.3) it flags 46%, 30% or 20% of the slices while 6 or 7 instead of 4 of the 8 "
-             "sequences miss their targets, with more confident `notumor` answers on tumours in domain: no "
-             "flag measured here finds answers that are wrong and stable. "
-             "The flag says where the model was not validated; inside it the model can still be wrong on a "
-             "scanner it never saw."), ""]
+             "of the distance (over 0.1, 0.2 or 0.3) it flags 46%, 30% or 20% of the slices while 6 or 7 instead "
+             "of 4 of the 8 sequences miss their targets, with more confident `notumor` answers on tumours in "
+             "domain: no flag measured here finds answers that are wrong and stable. The flag says where the "
+             "model was not validated; inside it the model can still be wrong on a scanner it never saw."), ""]
 
 
 def intended_use_section() -> list[str]:
