@@ -218,7 +218,8 @@ def test_card_compares_each_volume_before_and_after():
 
 def test_wrong_answers_are_counted_apart_inside_and_outside_the_domain():
     def answer(reading, label, outside=False):
-        return {"reading": reading, "label": label, "domain_reason": "unlike" if outside else None}
+        return {"k": 0, "reading": reading, "label": label, "confidence": 0.9, "mri_reason": None,
+                "domain_reason": "unlike" if outside else None}
     rows = [{"per_slice": [answer("yes", NO_TUMOUR), answer("yes", "glioma"), answer("no", "pituitary", True),
                            answer("no", NO_TUMOUR, True), answer("unsure", NO_TUMOUR), answer("no", NO_TUMOUR)]}]
     assert wrong_by_domain(rows) == {True: (1, 3), False: (1, 2)}

@@ -17,6 +17,7 @@ from training.external_metrics import (
     MAX_FLAGGED_SHARE,
     MAX_IN_DOMAIN_FALSE_POSITIVE_RATE,
     MIN_SENSITIVITY,
+    SliceResult,
     flagged_share,
     missed_targets,
 )
@@ -50,12 +51,11 @@ def wrong_by_domain(rows: list[dict]) -> dict[bool, tuple[int, int]]:
     is there to warn of, so the two shares say whether the flag marks the wrong answers or a look.
     """
     counts = {True: [0, 0], False: [0, 0]}
-    for row in rows:
-        for answer in row["per_slice"]:
-            if answer["reading"] in ("yes", "no"):
-                tally = counts[answer["domain_reason"] is None]
-                tally[0] += (answer["label"] == NO_TUMOUR) == (answer["reading"] == "yes")
-                tally[1] += 1
+    for answer in (SliceResult(**stored) for row in rows for stored in row["per_slice"]):
+        if answer.reading in ("yes", "no"):
+            tally = counts[answer.in_domain]
+            tally[0] += (answer.label == NO_TUMOUR) == (answer.reading == "yes")
+            tally[1] += 1
     return {inside: (wrong, answered) for inside, (wrong, answered) in counts.items()}
 
 
